@@ -1,0 +1,85 @@
+"""`vFile:...`: gdb reads the served program's file through us (host I/O).
+
+Only the program itself can be opened, read-only (target/hostio.py enforces it).
+Replies are `F<result>[,errno][;binary data]`, numbers in hex.
+"""
+
+from __future__ import annotations
+
+from ..errors import MalformedPacket, Unsupported
+from ..outputs import Reply
+from ._parse import hex_bytes, hex_int
+
+
+def _ok(result: int, data: bytes | None = None) -> Reply:
+    head = b"F%x" % result
+    if data is None:
+        return Reply(head)
+    return Reply(head + b";" + data, binary=True)
+
+
+def _fields(args: bytes, count: int) -> list[bytes]:
+    fields = args.split(b",")
+    if len(fields) != count:
+        raise MalformedPacket(f"expected {count} fields")
+    return fields
+
+
+def _setfs(hio, args):
+    return _ok(hio.setfs(hex_int(args, "pid")))
+
+
+def _open(hio, args):
+    path, flags, mode = _fields(args, 3)
+    return _ok(hio.open(hex_bytes(path), hex_int(flags, "flags"), hex_int(mode, "mode")))
+
+
+def _pread(hio, args):
+    fd, count, offset = _fields(args, 3)
+    from ..session import PACKET_SIZE
+
+    # Escaping can double binary data: keep the reply within the packet size.
+    count = min(hex_int(count, "count"), PACKET_SIZE // 2 - 32)
+    data = hio.pread(hex_int(fd, "fd"), count, hex_int(offset, "offset"))
+    return _ok(len(data), data)
+
+
+def _fstat(hio, args):
+    data = hio.fstat(hex_int(args, "fd"))
+    return _ok(len(data), data)
+
+
+def _close(hio, args):
+    hio.close(hex_int(args, "fd"))
+    return _ok(0)
+
+
+def _readlink(hio, args):
+    data = hio.readlink(hex_bytes(args))
+    return _ok(len(data), data)
+
+
+_OPERATIONS = {
+    b"setfs": _setfs,
+    b"open": _open,
+    b"pread": _pread,
+    b"fstat": _fstat,
+    b"close": _close,
+    b"readlink": _readlink,
+}
+
+
+def handle_vFile(session, args: bytes) -> Reply:
+    from ...target.hostio import HostIOError
+
+    op, _, rest = args[1:].partition(b":")
+    operation = _OPERATIONS.get(op)
+    if operation is None:
+        raise Unsupported(f"vFile:{op!r}")   # pwrite, unlink...: never on the host
+    try:
+        return operation(session.target.hostio, rest)
+    except HostIOError as exc:
+        return Reply(b"F-1,%x" % exc.errno)
+
+
+COMMANDS = {b"vFile": handle_vFile}

@@ -1,0 +1,51 @@
+"""`m`, `M`, `X`: program memory. Debugger accesses never trigger watchpoints."""
+
+from __future__ import annotations
+
+import errno
+
+from ..errors import MalformedPacket, TargetError
+from ._parse import addr_length, hex_bytes, split
+
+
+def handle_m(session, args: bytes) -> bytes:
+    """Read: a partial read returns what is readable; nothing readable is EFAULT."""
+    from ..session import PACKET_SIZE
+
+    addr, length = addr_length(args)
+    length = min(length, (PACKET_SIZE - 8) // 2)
+    data = session.target.read_memory(addr, length)
+    if length and not data:
+        raise TargetError(errno.EFAULT, f"cannot read memory at 0x{addr:x}")
+    return data.hex().encode()
+
+
+def _write(session, addr: int, data: bytes) -> bytes:
+    try:
+        session.target.write_memory(addr, data)
+    except OSError as exc:
+        raise TargetError(exc.errno or errno.EFAULT, f"cannot write memory at 0x{addr:x}") from None
+    return b"OK"
+
+
+def handle_M(session, args: bytes) -> bytes:
+    where, data = split(args, b":", 2, "M addr,length:data")
+    addr, length = addr_length(where)
+    data = hex_bytes(data)
+    if len(data) != length:
+        raise MalformedPacket(f"M: length {length} but {len(data)} bytes")
+    return _write(session, addr, data)
+
+
+def handle_X(session, args: bytes) -> bytes:
+    """Binary write; the codec already undid the `}` escapes. `X addr,0:` probes support."""
+    where, data = split(args, b":", 2, "X addr,length:data")
+    addr, length = addr_length(where)
+    if len(data) != length:
+        raise MalformedPacket(f"X: length {length} but {len(data)} bytes")
+    if not length:
+        return b"OK"
+    return _write(session, addr, data)
+
+
+COMMANDS = {b"m": handle_m, b"M": handle_M, b"X": handle_X}

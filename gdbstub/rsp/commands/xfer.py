@@ -1,0 +1,46 @@
+"""`qXfer:object:read:annex:offset,length`: target.xml, the auxv, the exec-file path."""
+
+from __future__ import annotations
+
+import errno
+
+from ..errors import MalformedPacket, TargetError, Unsupported
+from ..outputs import Reply
+from ._parse import addr_length
+
+
+def _features(session, annex: bytes) -> bytes:
+    if annex != b"target.xml":
+        raise TargetError(0, f"no target description {annex!r}")   # E00: bad annex
+    return session.target.target_xml.encode()
+
+
+def _auxv(session, annex: bytes) -> bytes:
+    return session.target.auxv
+
+
+def _exec_file(session, annex: bytes) -> bytes:
+    return session.target.exec_path.encode()
+
+
+_OBJECTS = {b"features": _features, b"auxv": _auxv, b"exec-file": _exec_file}
+
+
+def handle_qXfer(session, args: bytes) -> Reply:
+    fields = args[1:].split(b":")
+    if len(fields) != 4:
+        raise MalformedPacket("qXfer:object:read:annex:offset,length")
+    obj, op, annex, window = fields
+    reader = _OBJECTS.get(obj)
+    if reader is None or op != b"read":
+        raise Unsupported(f"qXfer:{obj!r}:{op!r}")
+    offset, length = addr_length(window)
+    data = reader(session, annex)
+    if offset > len(data):
+        raise TargetError(errno.EINVAL, f"offset {offset} beyond {len(data)}")
+    chunk = data[offset : offset + length]
+    more = offset + length < len(data)
+    return Reply((b"m" if more else b"l") + chunk, binary=True)
+
+
+COMMANDS = {b"qXfer": handle_qXfer}

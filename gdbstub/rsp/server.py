@@ -1,0 +1,196 @@
+"""The trio I/O around the sans-IO session: sockets, the CPU worker thread, one client at a time.
+
+Data path per connection (design-style.md §6.2/6.4): a reader task feeds raw
+bytes into the connection's inbox; a run task feeds the one StopEvent of each
+resume into the same inbox; the main loop is the only consumer and the only
+writer of the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import trio
+
+from ..target.events import StopEvent
+from .codec import NEED_DATA, Codec, Interrupt, Packet
+from .outputs import Close, EnterNoAck, InterruptRun, Output, Reply, StartRun
+from .session import PACKET_SIZE, Session
+
+log = logging.getLogger("gdbstub.server")
+
+
+@dataclass(frozen=True)
+class _Eof:
+    """The client closed its side (or the socket broke)."""
+
+
+async def _read_socket(stream: trio.abc.ReceiveStream, inbox: trio.MemorySendChannel) -> None:
+    async with inbox:
+        while True:
+            try:
+                data = await stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                await inbox.send(_Eof())
+                return
+            await inbox.send(data)
+
+
+async def _run_cpu(machine, step: bool, inbox: trio.MemorySendChannel) -> None:
+    async with inbox:
+        event = await trio.to_thread.run_sync(machine.run, step, thread_name="cpu")
+        await inbox.send(event)
+
+
+class Connection:
+    """One client: the session plus the I/O state around it."""
+
+    def __init__(self, stream: trio.abc.Stream, machine, *, log_packets: bool = False):
+        self.stream = stream
+        self.machine = machine
+        self.log_packets = log_packets
+        self.codec = Codec(role="server", max_packet_size=PACKET_SIZE)
+        self.session = Session(machine)
+        self.running = False
+        self.closing: str | None = None
+
+    async def serve(self) -> None:
+        inbox_send, inbox_recv = trio.open_memory_channel(math.inf)
+        async with trio.open_nursery() as nursery:
+            reader = trio.CancelScope()
+
+            async def read():
+                with reader:
+                    await _read_socket(self.stream, inbox_send.clone())
+
+            nursery.start_soon(read)
+            try:
+                async for item in inbox_recv:
+                    if isinstance(item, _Eof):
+                        self.closing = self.closing or "client disconnected"
+                    elif isinstance(item, StopEvent):
+                        self.running = False
+                        if not self.closing:
+                            await self._perform(self.session.stopped(item), nursery, inbox_send)
+                    else:
+                        await self._receive(item, nursery, inbox_send)
+                    if self.closing:
+                        if not self.running:
+                            break
+                        # Stop the CPU; its StopEvent still comes through the inbox.
+                        self.machine.detach_stop()
+            finally:
+                reader.cancel()
+                self.session.disconnected()
+                log.info("connection closed: %s", self.closing or "error")
+                with trio.CancelScope(shield=True):
+                    await self.stream.aclose()
+
+    async def _receive(self, data: bytes, nursery, inbox_send) -> None:
+        codec = self.codec
+        codec.receive_data(data)
+        while True:
+            event = codec.next_event()
+            if event is NEED_DATA:
+                break
+            outputs: list[Output] = []
+            if isinstance(event, Packet):
+                if self.log_packets:
+                    log.info("<- %r", event.payload[:200])
+                outputs = self.session.packet(event.payload)
+            elif isinstance(event, Interrupt):
+                if self.log_packets:
+                    log.info("<- ^C")
+                outputs = self.session.interrupt()
+            else:
+                log.debug("%s", event)
+            await self._flush_acks()
+            await self._perform(outputs, nursery, inbox_send)
+            if self.closing:
+                return
+        await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        pending = self.codec.data_to_send()
+        if pending:
+            await self._write(pending)
+
+    async def _perform(self, outputs: list[Output], nursery, inbox_send) -> None:
+        for out in outputs:
+            if isinstance(out, Reply):
+                if self.log_packets:
+                    log.info("-> %r", out.payload[:200])
+                await self._write(self.codec.send(out.payload, binary=out.binary))
+            elif isinstance(out, StartRun):
+                self.running = True
+                nursery.start_soon(_run_cpu, self.machine, out.step, inbox_send.clone())
+            elif isinstance(out, InterruptRun):
+                self.machine.request_stop()
+            elif isinstance(out, EnterNoAck):
+                self.codec.start_no_ack()
+            elif isinstance(out, Close):
+                self.closing = out.reason
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.closing = self.closing or "client disconnected"
+
+
+async def refuse_busy(stream: trio.abc.Stream) -> None:
+    """A second client while one is connected: answer its first packet with an error and close."""
+    codec = Codec(role="server", max_packet_size=PACKET_SIZE)
+    message = b"E.another debugger is already connected to this gdbstub"
+    with trio.move_on_after(5):
+        while True:
+            data = await stream.receive_some(4096)
+            if not data:
+                break
+            codec.receive_data(data)
+            event = codec.next_event()
+            while event is not NEED_DATA and not isinstance(event, Packet):
+                event = codec.next_event()
+            if isinstance(event, Packet):
+                await stream.send_all(codec.data_to_send() + codec.send(message))
+                break
+    await stream.aclose()
+
+
+class Server:
+    """Serves one machine to one client at a time, over and over (unless `once`)."""
+
+    def __init__(self, machine, *, once: bool = False, log_packets: bool = False):
+        self.machine = machine
+        self.once = once
+        self.log_packets = log_packets
+        self.busy = False
+        self.done = trio.Event()
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        if self.busy:
+            log.warning("refused a second client: one is already connected")
+            await refuse_busy(stream)
+            return
+        self.busy = True
+        try:
+            self.machine.restart_if_ended()
+            await Connection(stream, self.machine, log_packets=self.log_packets).serve()
+        except Exception:
+            # A bug in one connection must not take the server down.
+            log.exception("connection failed")
+        finally:
+            self.busy = False
+            if self.once:
+                self.done.set()
+
+    async def serve_tcp(self, listeners, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self.handle, listeners)
+            task_status.started(listeners)
+            await self.done.wait()
+            nursery.cancel_scope.cancel()

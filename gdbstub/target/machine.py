@@ -1,0 +1,186 @@
+"""The served machine: one emulated x86-64 CPU running one Linux process.
+
+This is the `target` the protocol session talks to. It owns the process
+(ELF + syscalls), the CPU engine (run/step/stop), the core breakpoint API with
+the CPU's emulated debug registers, and the read-only host I/O for gdb.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from ..hwbp import BreakpointCore
+from . import regs_x86_64 as regs
+from .cpu import Cpu
+from .events import SIGTRAP, StopEvent, StopKind
+from .hostio import HostIO
+from .process import LinuxProcess, ProcessExit
+
+log = logging.getLogger("gdbstub.target")
+
+
+def make_debug_arch(name: str):
+    """`x86` is the faithful DR0-DR7 model; `virt` the 16-slot arch with read-only watches."""
+    if name == "x86":
+        from ..hwbp.x86 import X86DebugArch
+
+        return X86DebugArch()
+    if name == "virt":
+        from ..hwbp.virt import VirtDebugArch
+
+        return VirtDebugArch()
+    raise ValueError(f"unknown debug arch {name!r} (x86 or virt)")
+
+
+class Machine:
+    CPU = 0   # the one emulated CPU's index in the breakpoint core
+
+    def __init__(self, path: str, argv: list[str] | None = None, *, debug_arch: str = "x86",
+                 stdout=None, stderr=None):
+        self._spawn_args = (path, argv, stdout, stderr)
+        self.core = BreakpointCore(arch=make_debug_arch(debug_arch), ncpus=1)
+        self.core.add_listener(self._debug_registers_changed)
+        self._lock = threading.Lock()
+        self._start_process()
+
+    # ----- process lifetime -----------------------------------------------------
+
+    def _start_process(self) -> None:
+        path, argv, stdout, stderr = self._spawn_args
+        self.process = LinuxProcess.spawn(path, argv=argv, stdout=stdout, stderr=stderr)
+        self.cpu = Cpu(self.process.uc, process=self.process, cpu_index=self.CPU, task=self.process)
+        self.cpu.on_debug_exception = self.core.deliver
+        self.core.set_current_task(self.CPU, self.process)
+        self.cpu.set_debug_slots(self.core.enforced_slots(self.CPU))
+        self.hostio = HostIO(allowed={self.process.path}, pid=self.process.pid)
+        self._ended: StopEvent | None = None
+        self._sw_breakpoints: set[int] = set()   # gdb's Z0s, released when it leaves
+
+    def restart_if_ended(self) -> None:
+        """A new client after the program exited or was killed gets a fresh start."""
+        if self._ended is not None:
+            log.info("starting %s afresh", self.process.path)
+            self._start_process()
+
+    def _process_ended(self, event: StopEvent) -> None:
+        self._ended = event
+        self.core.release_task(self.process)   # the task's breakpoints die with it
+
+    def kill(self) -> None:
+        if self._ended is None:
+            self._process_ended(StopEvent(StopKind.KILLED, signal=9, thread=self.tid))
+
+    @property
+    def exited(self) -> bool:
+        return self._ended is not None
+
+    # ----- what the session reads ---------------------------------------------
+
+    @property
+    def tid(self) -> int:
+        return self.process.tid
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def exec_path(self) -> str:
+        return self.process.path
+
+    @property
+    def auxv(self) -> bytes:
+        return self.process.auxv
+
+    @property
+    def load_bias(self) -> int:
+        return self.process.elf.load_bias
+
+    target_xml = regs.TARGET_XML
+    debugger = None               # gdb's Z1-Z4 consumer of the core API (kgdb.py)
+    has_hw_breakpoints = False
+
+    def initial_stop(self) -> StopEvent:
+        if self._ended is not None:
+            return self._ended
+        return StopEvent(StopKind.SIGNAL, signal=SIGTRAP, pc=self.cpu.pc, thread=self.tid)
+
+    def read_registers(self) -> bytes:
+        return regs.read_all(self.process.uc)
+
+    def write_registers(self, blob: bytes) -> None:
+        regs.write_all(self.process.uc, blob)
+
+    def read_register(self, regnum: int) -> bytes:
+        return regs.read_register(self.process.uc, regnum)
+
+    def write_register(self, regnum: int, value: bytes) -> None:
+        regs.write_register(self.process.uc, regnum, value)
+
+    def expedited_registers(self) -> list[tuple[int, bytes]]:
+        uc = self.process.uc
+        return [(n, regs.read_register(uc, n)) for n in regs.EXPEDITED]
+
+    def read_memory(self, addr: int, length: int) -> bytes:
+        return self.cpu.read_memory(addr, length)
+
+    def write_memory(self, addr: int, data: bytes) -> None:
+        self.cpu.write_memory(addr, data)
+
+    def set_pc(self, pc: int) -> None:
+        self.cpu.pc = pc
+
+    def insert_sw_breakpoint(self, addr: int) -> None:
+        self.cpu.add_sw_breakpoint(addr)
+        self._sw_breakpoints.add(addr)
+
+    def remove_sw_breakpoint(self, addr: int) -> None:
+        self.cpu.remove_sw_breakpoint(addr)
+        self._sw_breakpoints.discard(addr)
+
+    # ----- running --------------------------------------------------------------
+
+    def run(self, step: bool) -> StopEvent:
+        """Blocking: called in the worker thread. Returns the one StopEvent of this resume."""
+        event = self.cpu.run(step=step)
+        if event.kind in (StopKind.EXITED, StopKind.KILLED):
+            self._process_ended(event)
+        return event
+
+    def request_stop(self) -> None:
+        self.cpu.request_stop()
+
+    def detach_stop(self) -> None:
+        self.cpu.detach_stop()
+
+    def deliver_signal(self, signo: int) -> StopEvent | None:
+        """gdb resumed with `C<sig>`: apply the signal's default action (terminate or ignore)."""
+        result = self.process.deliver_signal(signo)
+        if result is None:
+            return None
+        if isinstance(result, ProcessExit):
+            event = StopEvent(StopKind.EXITED, status=result.status, thread=self.tid)
+        else:
+            event = StopEvent(StopKind.KILLED, signal=result.signo, thread=self.tid)
+        self._process_ended(event)
+        return event
+
+    def release_debugger_state(self) -> None:
+        """The client left: drop its breakpoints, watchpoints and open files."""
+        for addr in list(self._sw_breakpoints):
+            self.remove_sw_breakpoint(addr)
+        if self.debugger is not None:
+            self.debugger.release_all()
+        self.hostio.close_all()
+
+    def monitor(self, command: str) -> str:
+        from ..monitor import run_monitor_command
+
+        return run_monitor_command(self, command)
+
+    # ----- debug registers ------------------------------------------------------
+
+    def _debug_registers_changed(self, cpu: int) -> None:
+        if cpu == self.CPU:
+            self.cpu.set_debug_slots(self.core.enforced_slots(cpu))
