@@ -12,7 +12,7 @@ import logging
 
 from ..target.events import StopEvent, StopKind
 from .commands import COMMANDS, packet_name
-from .errors import LocalProtocolError, MalformedPacket, RspError, Unsupported
+from .errors import LocalProtocolError, RspError, Unsupported
 from .outputs import Close, InterruptRun, Output, Reply, StartRun
 from .stop_reply import format_stop_reply
 
@@ -104,14 +104,12 @@ class Session:
             if handler is None:
                 raise Unsupported(name.decode(errors="replace"))
             result = handler(self, args)
-        except Unsupported:
-            return [Reply(b"")]
-        except MalformedPacket as exc:
-            log.info("malformed %r: %s", payload[:60], exc)
-            return [Reply(b"E%02x" % exc.errno)]
         except RspError as exc:
-            log.info("%s failed: %s", name.decode(errors="replace"), exc)
-            return [Reply(b"E%02x" % (exc.errno & 0xFF))]
+            if exc.reply is None:
+                raise      # a protocol bug: the server closes the connection and logs it
+            if not isinstance(exc, Unsupported):
+                log.info("%s: %s -> %r", payload[:40], exc, exc.reply)
+            return [Reply(exc.reply)]
         if isinstance(result, bytes):
             return [Reply(result)]
         if isinstance(result, list):

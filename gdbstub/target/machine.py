@@ -8,9 +8,10 @@ the CPU's emulated debug registers, and the read-only host I/O for gdb.
 from __future__ import annotations
 
 import logging
-import threading
+from dataclasses import replace
 
 from ..hwbp import BreakpointCore
+from ..kgdb import GdbDebugger
 from . import regs_x86_64 as regs
 from .cpu import Cpu
 from .events import SIGTRAP, StopEvent, StopKind
@@ -41,7 +42,6 @@ class Machine:
         self._spawn_args = (path, argv, stdout, stderr)
         self.core = BreakpointCore(arch=make_debug_arch(debug_arch), ncpus=1)
         self.core.add_listener(self._debug_registers_changed)
-        self._lock = threading.Lock()
         self._start_process()
 
     # ----- process lifetime -----------------------------------------------------
@@ -56,6 +56,8 @@ class Machine:
         self.hostio = HostIO(allowed={self.process.path}, pid=self.process.pid)
         self._ended: StopEvent | None = None
         self._sw_breakpoints: set[int] = set()   # gdb's Z0s, released when it leaves
+        # gdb's Z1-Z4 consumer of the core API; None where the arch has no slots.
+        self.debugger = GdbDebugger(self.core, self.process) if self.core.arch.supported else None
 
     def restart_if_ended(self) -> None:
         """A new client after the program exited or was killed gets a fresh start."""
@@ -98,8 +100,10 @@ class Machine:
         return self.process.elf.load_bias
 
     target_xml = regs.TARGET_XML
-    debugger = None               # gdb's Z1-Z4 consumer of the core API (kgdb.py)
-    has_hw_breakpoints = False
+
+    @property
+    def has_hw_breakpoints(self) -> bool:
+        return self.debugger is not None
 
     def initial_stop(self) -> StopEvent:
         if self._ended is not None:
@@ -143,10 +147,20 @@ class Machine:
 
     def run(self, step: bool) -> StopEvent:
         """Blocking: called in the worker thread. Returns the one StopEvent of this resume."""
+        self.core.clear_dr6(self.CPU)   # as the kernel does on each #DB entry
         event = self.cpu.run(step=step)
         if event.kind in (StopKind.EXITED, StopKind.KILLED):
             self._process_ended(event)
+        elif event.kind is StopKind.WATCH and self.debugger is not None:
+            event = self._only_gdb_watches(event)
         return event
+
+    def _only_gdb_watches(self, event: StopEvent) -> StopEvent:
+        """Report gdb the slots it owns; a tracer's slot firing in the same instruction is not its business."""
+        regs_image = self.core.registers(self.CPU)
+        mine = tuple(w for w in event.watches
+                     if self.debugger.owns(self.core.arch.slot_owner(regs_image, w.slot)))
+        return replace(event, watches=mine) if mine else event
 
     def request_stop(self) -> None:
         self.cpu.request_stop()
@@ -173,6 +187,14 @@ class Machine:
         if self.debugger is not None:
             self.debugger.release_all()
         self.hostio.close_all()
+
+    def symbolize(self, addr: int) -> str | None:
+        """`main+4` for an address inside a known function or object."""
+        found = self.process.elf.symbol_at(addr)
+        if found is None:
+            return None
+        name, offset, _size = found
+        return f"{name}+{offset}" if offset else name
 
     def monitor(self, command: str) -> str:
         from ..monitor import run_monitor_command

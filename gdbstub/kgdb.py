@@ -1,0 +1,155 @@
+"""gdb's hardware breakpoints and watchpoints (Z1-Z4) as one consumer of the core API.
+
+Like kgdb in Linux, the stub asks the core breakpoint API for slots and
+competes for them with every other consumer (the ksym tracer, perf counters,
+ptrace users). The request rules follow gdbserver on x86-64 (gdb/nat/x86-dregs.c):
+
+- Z1 -> an execute breakpoint (length sizeof(long) = 8 at the core API);
+  Z2 -> write, Z4 -> read/write; Z3 -> read, only where the arch has read-only
+  watchpoints (not x86: the empty reply makes gdb fall back to Z4 + value checks).
+- A region the arch cannot take whole is split into aligned 1/2/4/8-byte
+  pieces; all pieces or none are registered.
+- Identical pieces share one breakpoint (reference counted); a duplicate Z is
+  a no-op; z removes exactly what its Z made; removing what is absent is OK.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from dataclasses import dataclass
+
+from .hwbp import (
+    HW_BREAKPOINT_R,
+    HW_BREAKPOINT_RW,
+    HW_BREAKPOINT_W,
+    HW_BREAKPOINT_X,
+    BreakpointAttr,
+    HwBreakpointError,
+)
+from .rsp.errors import TargetError, Unsupported
+
+log = logging.getLogger("gdbstub.kgdb")
+
+_Z_TYPES = {1: HW_BREAKPOINT_X, 2: HW_BREAKPOINT_W, 3: HW_BREAKPOINT_R, 4: HW_BREAKPOINT_RW}
+_EXEC_LEN = 8   # x86-64 sizeof(long): Linux's only length for execute breakpoints
+
+# gdb/nat/x86-dregs.c's size_try_array: the piece length to try for a region
+# of (remaining length - 1, capped at 7) starting at (address % 8).
+_SIZE_TRY = (
+    (1, 1, 1, 1, 1, 1, 1, 1),
+    (2, 1, 2, 1, 2, 1, 2, 1),
+    (2, 1, 2, 1, 2, 1, 2, 1),
+    (4, 1, 2, 1, 4, 1, 2, 1),
+    (4, 1, 2, 1, 4, 1, 2, 1),
+    (4, 1, 2, 1, 4, 1, 2, 1),
+    (4, 1, 2, 1, 4, 1, 2, 1),
+    (8, 1, 2, 1, 4, 1, 2, 1),
+)
+
+
+def split_region(addr: int, length: int) -> list[tuple[int, int]]:
+    """Aligned 1/2/4/8-byte pieces covering [addr, addr+length), as gdbserver splits them."""
+    pieces = []
+    while length > 0:
+        size = _SIZE_TRY[min(length, 8) - 1][addr % 8]
+        pieces.append((addr, size))
+        addr += size
+        length -= size
+    return pieces
+
+
+@dataclass
+class _Piece:
+    bp: object
+    refs: int
+
+
+class GdbDebugger:
+    """The stub's breakpoints on the core API, for one task (the served process)."""
+
+    def __init__(self, core, task):
+        self.core = core
+        self.task = task
+        self._pieces: dict[tuple[int, int, int], _Piece] = {}        # (type, addr, len) -> bp
+        self._requests: dict[tuple[int, int, int], list[tuple[int, int, int]]] = {}
+        self.read_watchpoints = self._arch_accepts(BreakpointAttr(0x1000, 1, HW_BREAKPOINT_R))
+
+    def _arch_accepts(self, attr: BreakpointAttr) -> bool:
+        try:
+            self.core.arch.hw_breakpoint_arch_parse(attr)
+        except HwBreakpointError:
+            return False
+        return True
+
+    # ----- Z / z -----------------------------------------------------------------
+
+    def insert(self, ztype: int, addr: int, kind: int) -> None:
+        bp_type = _Z_TYPES[ztype]
+        if bp_type == HW_BREAKPOINT_R and not self.read_watchpoints:
+            raise Unsupported("this arch has no read-only watchpoints")
+        request = (ztype, addr, kind)
+        if request in self._requests:
+            return   # a duplicate Z: idempotent
+        keys = [(bp_type, a, n) for a, n in self._pieces_for(bp_type, addr, kind)]
+        taken: list[tuple[int, int, int]] = []
+        try:
+            for key in keys:
+                self._take(key)
+                taken.append(key)
+        except HwBreakpointError as exc:
+            for key in taken:
+                self._drop(key)
+            log.warning("Z%d,%x,%x refused: %s; slots held by: %s", ztype, addr, kind, exc, self.holders())
+            raise TargetError(exc.errno or errno.ENOSPC, str(exc)) from None
+        self._requests[request] = keys
+
+    def remove(self, ztype: int, addr: int, kind: int) -> None:
+        for key in self._requests.pop((ztype, addr, kind), []):
+            self._drop(key)
+
+    def release_all(self) -> None:
+        """Detach, kill or disconnect: give every slot back."""
+        for request in list(self._requests):
+            self.remove(*request)
+
+    def _pieces_for(self, bp_type: int, addr: int, kind: int) -> list[tuple[int, int]]:
+        if bp_type == HW_BREAKPOINT_X:
+            return [(addr, _EXEC_LEN)]
+        if kind <= 0:
+            raise TargetError(errno.EINVAL, "watch length 0")
+        if self._arch_accepts(BreakpointAttr(addr, kind, bp_type)):
+            return [(addr, kind)]
+        return split_region(addr, kind)
+
+    def _take(self, key: tuple[int, int, int]) -> None:
+        piece = self._pieces.get(key)
+        if piece is not None:
+            piece.refs += 1
+            return
+        bp_type, addr, length = key
+        attr = BreakpointAttr(bp_addr=addr, bp_len=length, bp_type=bp_type)
+        bp = self.core.register_user(attr, self.task, handler=self._hit, owner="gdb")
+        self._pieces[key] = _Piece(bp, 1)
+
+    def _drop(self, key: tuple[int, int, int]) -> None:
+        piece = self._pieces[key]
+        piece.refs -= 1
+        if piece.refs == 0:
+            del self._pieces[key]
+            self.core.unregister(piece.bp)
+
+    # ----- hits --------------------------------------------------------------------
+
+    @staticmethod
+    def _hit(bp, hit) -> bool:
+        """gdb wants every hit of its breakpoints: stop and report."""
+        return True
+
+    def owns(self, bp) -> bool:
+        return any(piece.bp is bp for piece in self._pieces.values())
+
+    def holders(self) -> str:
+        """Who holds the slots, for the log line of a refused request."""
+        owners = [f"{bp.owner} {bp.attr.bp_addr:#x}/{bp.attr.bp_len}" for bp in self.core.breakpoints()]
+        return ", ".join(owners) or "nobody"

@@ -1,0 +1,116 @@
+"""Helpers that drive the real server and the real gdb, each bounded in time."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+GDB = shutil.which("gdb")
+GDB_TIMEOUT = 60
+
+
+class StubProcess:
+    """`gdbstub serve --port 0 ...` in a subprocess; its stdout is collected in a thread."""
+
+    def __init__(self, *args: str, once: bool = False):
+        cmd = [sys.executable, "-m", "gdbstub", "serve", "--port", "0"]
+        if once:
+            cmd.append("--once")
+        self.proc = subprocess.Popen(
+            [*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.stdout_lines: list[str] = []
+        self.stderr_lines: list[str] = []
+        self._port_seen = threading.Event()
+        self.port = 0
+        threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout_lines), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr_lines), daemon=True).start()
+        if not self._port_seen.wait(20):
+            self.stop()
+            raise RuntimeError(f"gdbstub did not start: {self.stderr_text()}")
+
+    def _pump(self, pipe, lines: list[str]) -> None:
+        for raw in pipe:
+            line = raw.decode(errors="replace")
+            lines.append(line)
+            match = re.search(r"serving .* on [\d.]+:(\d+)", line)
+            if match:
+                self.port = int(match.group(1))
+                self._port_seen.set()
+
+    def program_output(self) -> str:
+        """What the program printed (the server's own lines removed)."""
+        return "".join(line for line in self.stdout_lines if not line.startswith("gdbstub: "))
+
+    def stderr_text(self) -> str:
+        return "".join(self.stderr_lines)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def gdb_args(port: int, commands: list[str], *, file: str | None = None) -> list[str]:
+    args = [GDB, "-batch", "-nx", "-ex", "set confirm off", "-ex", "set pagination off"]
+    if file:
+        args += ["-ex", f"file {file}"]
+    args += ["-ex", f"target remote 127.0.0.1:{port}"]
+    for command in commands:
+        args += ["-ex", command]
+    return args
+
+
+def run_gdb(port: int, commands: list[str], *, file: str | None = None, timeout: float = GDB_TIMEOUT) -> str:
+    """Run gdb in batch mode against the stub; return stdout+stderr."""
+    result = subprocess.run(gdb_args(port, commands, file=file), capture_output=True, text=True,
+                            timeout=timeout, stdin=subprocess.DEVNULL)
+    return result.stdout + result.stderr
+
+
+def run_gdb_interrupting(port: int, commands: list[str], *, after: float, timeout: float = GDB_TIMEOUT) -> str:
+    """Like run_gdb, but send gdb a SIGINT (a user's Ctrl-C) `after` seconds in."""
+    proc = subprocess.Popen(gdb_args(port, commands), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True)
+    timer = threading.Timer(after, proc.send_signal, (signal.SIGINT,))
+    timer.start()
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"gdb hung; output so far:\n{out}")
+    finally:
+        timer.cancel()
+    return out
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
