@@ -1,0 +1,486 @@
+"""The CPU execution engine: runs the emulated x86-64 CPU and says why it stopped.
+
+`Cpu.run()` is blocking and meant for a worker thread; it returns exactly one
+StopEvent.  Everything that can stop a run is turned into that one value:
+software breakpoints, debug-register slots (through debugregs.DebugUnit),
+CPU faults (as the signal Linux would deliver), the process's own exit or
+signal, and stop requests from other threads (Ctrl-C, detach).
+
+Cost model: with no slot armed and no software breakpoint the CPU runs
+without any Python code or memory hook (only the process's syscall hook and
+an interrupt hook, which costs nothing until an interrupt happens).
+Breakpoints and execute slots are code hooks bound to their one address;
+data slots cost only on accesses to the pages they live on.
+
+Unicorn 2.1.4 behaviours this module works around (measured):
+1. code hooks added or deleted between runs do not affect translated blocks:
+   every hook change is followed by `ctl_remove_cache` on its address;
+2. `emu_start(count=1)` after an uncounted run executes whole cached blocks:
+   the translation cache is flushed before the first counted run that follows
+   an uncounted one (Unicorn flushes by itself on the way back);
+3. `emu_stop()` inside a code hook stops *before* that instruction: the fault
+   semantics of breakpoints and execute slots.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from unicorn import (
+    UC_ERR_FETCH_PROT, UC_ERR_FETCH_UNMAPPED, UC_ERR_INSN_INVALID, UC_ERR_READ_PROT,
+    UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_PROT, UC_ERR_WRITE_UNMAPPED, UC_HOOK_CODE, UC_HOOK_INTR, Uc,
+    UcError,
+)
+from unicorn.x86_const import UC_X86_REG_RIP
+
+from gdbstub.hwbp.attr import HW_BREAKPOINT_X, Hit, WatchSlot
+from gdbstub.target.debugregs import DebugUnit
+from gdbstub.target.events import (
+    SIGBUS, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, StopEvent, StopKind, WatchHit,
+)
+
+__all__ = ["Cpu"]
+
+_HLT = 0xF4
+_ICEBP = 0xF1
+_INT_IMM8 = 0xCD
+
+# x86 exception vector -> the signal Linux delivers for it in user mode.
+_SIGNAL_OF_VECTOR = {
+    0: SIGFPE,     # #DE divide error
+    1: SIGTRAP,    # #DB
+    3: SIGTRAP,    # #BP int3
+    4: SIGSEGV,    # #OF into
+    5: SIGSEGV,    # #BR bound
+    6: SIGILL,     # #UD
+    13: SIGSEGV,   # #GP
+    14: SIGSEGV,   # #PF
+    16: SIGFPE,    # #MF x87
+    17: SIGBUS,    # #AC alignment check
+    19: SIGFPE,    # #XM SIMD floating point
+}
+_UNMAPPED_OR_PROT = frozenset({
+    UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED,
+    UC_ERR_READ_PROT, UC_ERR_WRITE_PROT, UC_ERR_FETCH_PROT,
+})
+_WATCH_FAULTS = frozenset({UC_ERR_READ_PROT, UC_ERR_WRITE_PROT})
+
+# Watch faults arriving faster than this, several times in a row, switch the
+# run to "counted" emulation: Unicorn's instruction-count hook then stays in
+# every translated block (about 2.5x slower code) but a one-instruction step
+# no longer costs a full translation-cache flush (about 80 us each).  A fast
+# run that lasts longer than this switches back.
+_HOT_RUN_SECONDS = 0.002
+_HOT_STREAK = 4
+_UNBOUNDED_COUNT = 1 << 62
+
+# How often a pending stop request re-sends emu_stop while the run has not
+# acknowledged it (closes the window just before an emu_start).
+_STOP_RETRY_SECONDS = 0.005
+
+
+class _Detach:
+    def __repr__(self) -> str:
+        return "DETACH"
+
+
+_DETACH = _Detach()
+
+
+class Cpu:
+    """One emulated x86-64 CPU, driven by one thread at a time."""
+
+    def __init__(self, uc: Uc, process: Any = None, cpu_index: int = 0, task: Any = None) -> None:
+        self.uc = uc
+        self.process = process
+        self.cpu_index = cpu_index
+        self.task = task
+        self.on_debug_exception: Callable[[Hit], bool] | None = None
+
+        guest_perms = process.page_perms if process is not None else _snapshot_perms(uc)
+        self._unit = DebugUnit(uc, guest_perms, wrap_hook=self._guarded)
+        self._sw_breakpoints: set[int] = set()
+        self._code_hooks: dict[int, int] = {}
+        self._pending_slots: tuple[WatchSlot, ...] | None = None
+        self._on_code_hook = self._guarded(self._on_code)
+        self._intr_hook = uc.hook_add(UC_HOOK_INTR, self._guarded(self._on_interrupt))
+
+        # Run state (touched by the run thread only).
+        self._hook_error: BaseException | None = None
+        self._hook_stop: StopEvent | None = None
+        self._interrupt: int | None = None
+        self._suppress_at: int | None = None       # EFLAGS.RF for this one instruction
+        self._rf_addr: int | None = None           # RF set by the last HWBREAK stop
+        self._resume_through: int | None = None
+        self._in_emulation = False
+        self._hooks_stale = False                  # slot/breakpoint change made inside a hook
+        self._count_hook_live = False              # Unicorn's count hook is in the cached blocks
+
+        # Cross-thread stop requests.
+        self._lock = threading.Lock()
+        self._running = False
+        self._pending: int | _Detach | None = None
+        self._stop_retrier: threading.Thread | None = None
+
+        if process is not None:
+            process.mapping_listeners.append(self._unit.reprotect)
+
+    # ---- registers and memory (debugger side: never triggers slots) ---------------------------
+    @property
+    def pc(self) -> int:
+        return self.uc.reg_read(UC_X86_REG_RIP)
+
+    @pc.setter
+    def pc(self, value: int) -> None:
+        if value != self._rf_addr:
+            self._rf_addr = None
+        self.uc.reg_write(UC_X86_REG_RIP, value)
+
+    def read_memory(self, addr: int, length: int) -> bytes:
+        """The readable prefix of [addr, addr + length): b"" if the first byte is not mapped."""
+        return b"".join(bytes(self.uc.mem_read(start, size)) for start, size in self._mapped_runs(addr, length))
+
+    def write_memory(self, addr: int, data: bytes) -> None:
+        """Write like a debugger: read-only and watched pages too, all or nothing."""
+        if not data:
+            return
+        if sum(size for _, size in self._mapped_runs(addr, len(data))) != len(data):
+            raise OSError(errno.EFAULT, f"cannot write {len(data)} bytes at {addr:#x}")
+        self.uc.mem_write(addr, bytes(data))
+        # Code the debugger patched must be translated again.
+        self.uc.ctl_remove_cache(addr, addr + len(data))
+
+    def _mapped_runs(self, addr: int, length: int) -> list[tuple[int, int]]:
+        """The mapped pieces of [addr, addr + length) that continue without a gap from addr."""
+        end = addr + length
+        runs: list[tuple[int, int]] = []
+        cursor = addr
+        for begin, last in sorted((b, e) for b, e, _ in self.uc.mem_regions()):
+            if last < cursor:
+                continue
+            if begin > cursor or cursor >= end:
+                break
+            stop = min(last + 1, end)
+            runs.append((cursor, stop - cursor))
+            cursor = stop
+        return runs
+
+    # ---- breakpoints and slots ----------------------------------------------------------------
+    def add_sw_breakpoint(self, addr: int) -> None:
+        self._sw_breakpoints.add(addr)
+        self._sync_code_hooks()
+
+    def remove_sw_breakpoint(self, addr: int) -> bool:
+        present = addr in self._sw_breakpoints
+        self._sw_breakpoints.discard(addr)
+        self._sync_code_hooks()
+        return present
+
+    def set_debug_slots(self, slots: Sequence[WatchSlot]) -> None:
+        """Enforce exactly `slots` (the decoded DR0-DR3 + DR7) from now on."""
+        self._pending_slots = tuple(slots)
+        if self._in_emulation:
+            # Called by an execute-slot handler inside a code hook: apply
+            # between two emu_starts (mem_protect / cache flushes are not
+            # safe while a block runs).
+            self._hooks_stale = True
+            return
+        self._apply_slots()
+
+    @property
+    def debug_slots(self) -> tuple[WatchSlot, ...]:
+        return self._unit.slots
+
+    @property
+    def hook_counts(self) -> dict[str, int]:
+        """Python hooks currently installed by the CPU on code and on memory."""
+        return {"code": len(self._code_hooks), "memory": self._unit.memory_hooks}
+
+    def _apply_slots(self) -> None:
+        slots = self._pending_slots
+        if slots is not None:
+            self._pending_slots = None
+            self._unit.load(slots)
+        self._sync_code_hooks()
+
+    def _sync_code_hooks(self) -> None:
+        if self._in_emulation:
+            self._hooks_stale = True
+            return
+        wanted = self._sw_breakpoints | self._unit.exec_addresses
+        for addr in [a for a in self._code_hooks if a not in wanted]:
+            self.uc.hook_del(self._code_hooks.pop(addr))
+            self.uc.ctl_remove_cache(addr, addr + 1)
+        for addr in wanted - self._code_hooks.keys():
+            self._code_hooks[addr] = self.uc.hook_add(UC_HOOK_CODE, self._on_code_hook, begin=addr, end=addr)
+            self.uc.ctl_remove_cache(addr, addr + 1)
+        self._hooks_stale = False
+
+    # ---- stop requests (any thread) -----------------------------------------------------------
+    def request_stop(self, signal: int = SIGINT) -> None:
+        """Stop the active run with SIGNAL(signal), or the next run before it executes anything."""
+        self._request(signal)
+
+    def detach_stop(self) -> None:
+        """Make the active run (or, if none is active yet, the next one) return DETACHED."""
+        self._request(_DETACH)
+
+    def _request(self, reason: int | _Detach) -> None:
+        with self._lock:
+            if self._pending is None or reason is _DETACH:
+                self._pending = reason
+            if not self._running:
+                return
+            self.uc.emu_stop()
+            if self._stop_retrier is None:
+                self._stop_retrier = threading.Thread(
+                    target=self._retry_stop, name="cpu-stop-retry", daemon=True)
+                self._stop_retrier.start()
+
+    def _retry_stop(self) -> None:
+        # emu_stop is lost if it lands between our check of _pending and
+        # Unicorn's reset of its stop flag at the start of emu_start; repeat
+        # it until the run has taken the request.
+        while True:
+            time.sleep(_STOP_RETRY_SECONDS)
+            with self._lock:
+                if not self._running or self._pending is None:
+                    self._stop_retrier = None
+                    return
+                self.uc.emu_stop()
+
+    def _take_request(self) -> StopEvent | None:
+        with self._lock:
+            reason, self._pending = self._pending, None
+        if reason is None:
+            return None
+        if reason is _DETACH:
+            return StopEvent(StopKind.DETACHED, pc=self.pc, reason="debugger detached")
+        return StopEvent(StopKind.SIGNAL, signal=reason, pc=self.pc, reason="stop requested")
+
+    # ---- running ------------------------------------------------------------------------------
+    def run(self, step: bool = False) -> StopEvent:
+        """Run (or execute one instruction) until something stops the CPU; blocking."""
+        with self._lock:
+            if self._running:
+                raise RuntimeError("Cpu.run() is already active")
+            queued = self._pending is not None
+            self._running = not queued
+        if queued:
+            event = self._take_request()
+            assert event is not None
+            return event
+        try:
+            return self._run(step)
+        finally:
+            with self._lock:
+                self._running = False
+                # A request that raced with another stop reason belongs to the run it interrupted.
+                self._pending = None
+
+    def _run(self, step: bool) -> StopEvent:
+        pc = self.pc
+        rf = pc if self._rf_addr == pc else None
+        self._rf_addr = None
+        if step:
+            return self._execute_one(pc, suppress=rf) or StopEvent(StopKind.STEP, pc=self.pc)
+        if rf is not None:
+            event = self._execute_one(pc, suppress=rf)
+            if event is not None:
+                return event
+        hot = False
+        streak = 0
+        while True:
+            event = self._take_request()
+            if event is not None:
+                return event
+            started = time.perf_counter()
+            fault = self._emulate(self.pc, _UNBOUNDED_COUNT if hot else 0)
+            elapsed = time.perf_counter() - started
+            event = self._stop_after_hooks()
+            if event is not None:
+                return event
+            if self._resume_through is not None:
+                event = self._resume_after_resync()
+                if event is not None:
+                    return event
+                continue
+            if fault is not None and fault.errno in _WATCH_FAULTS and self._unit.watching_data:
+                streak = streak + 1 if elapsed < _HOT_RUN_SECONDS else 0
+                hot = streak >= _HOT_STREAK
+                # The code hooks at this pc already ran: step with RF.
+                pc = self.pc
+                event = self._execute_one(pc, suppress=pc)
+                if event is not None:
+                    return event
+                continue
+            if fault is not None:
+                return self._signal_for_fault(fault)
+            event = self._take_request()
+            if event is not None:
+                return event
+            # Unicorn ends emulation quietly on `hlt`, leaving RIP after it;
+            # in user mode it is a #GP.
+            pc = self.pc
+            if self.read_memory(pc - 1, 1) == bytes([_HLT]):
+                pc -= 1
+            return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason="hlt in user mode")
+
+    def _execute_one(self, pc: int, suppress: int | None) -> StopEvent | None:
+        """Execute exactly one instruction (one REP iteration) at pc, watching data slots.
+
+        Returns the StopEvent it caused, or None when the run may go on.
+        """
+        event = self._take_request()
+        if event is not None:
+            return event
+        self._unit.begin_step()
+        self._suppress_at = suppress
+        try:
+            fault = self._emulate(pc, 1)
+        finally:
+            self._suppress_at = None
+            self._unit.end_step()
+        if fault is not None:
+            self._unit.discard_accesses()
+        hit = self._unit.take_hit(self.cpu_index, self.task, pc)
+        event = self._stop_after_hooks()
+        if event is not None:
+            return event
+        if self._resume_through is not None:
+            return self._resume_after_resync()
+        if fault is not None:
+            # Guest permissions were in force: a genuine violation.
+            return self._signal_for_fault(fault)
+        if hit is not None and self._deliver(hit):
+            watches = tuple(
+                WatchHit(s.addr, s.length, s.access, s.index) for s in map(self._unit.slot, hit.slots))
+            return StopEvent(StopKind.WATCH, pc=self.pc, watches=watches,
+                             reason=f"access {hit.access} at {hit.addr:#x} size {hit.size}")
+        event = self._take_request()
+        if event is not None:
+            return event
+        if self.pc == pc + 1 and self.read_memory(pc, 1) == bytes([_HLT]):
+            return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason="hlt in user mode")
+        return None
+
+    def _emulate(self, begin: int, count: int) -> UcError | None:
+        """One emu_start; a Python exception from a hook is re-raised here."""
+        if count == 1 and not self._count_hook_live:
+            self.uc.ctl_flush_tb()
+        self._in_emulation = True
+        try:
+            self.uc.emu_start(begin, 0, count=count)
+            fault = None
+        except UcError as exc:
+            fault = exc
+        finally:
+            self._in_emulation = False
+            self._count_hook_live = count > 0
+        error, self._hook_error = self._hook_error, None
+        if error is not None:
+            raise error
+        return fault
+
+    def _stop_after_hooks(self) -> StopEvent | None:
+        """What the hooks and the process recorded during the last emu_start."""
+        event, self._hook_stop = self._hook_stop, None
+        if event is not None:
+            return event
+        if self.process is not None:
+            happened = self.process.take_event()
+            if happened is not None:
+                if hasattr(happened, "status"):
+                    return StopEvent(StopKind.EXITED, status=happened.status, pc=self.pc)
+                return StopEvent(StopKind.SIGNAL, signal=happened.signo, pc=self.pc)
+        vector, self._interrupt = self._interrupt, None
+        if vector is not None:
+            return self._signal_for_vector(vector)
+        return None
+
+    def _resume_after_resync(self) -> StopEvent | None:
+        # An execute-slot handler changed slots or breakpoints and let its
+        # instruction run: install the change, then run that one instruction
+        # with RF so the handler is not called twice for one arrival.
+        addr, self._resume_through = self._resume_through, None
+        self._apply_slots()
+        return self._execute_one(addr, suppress=addr)
+
+    def _deliver(self, hit: Hit) -> bool:
+        handler = self.on_debug_exception
+        return bool(handler(hit)) if handler is not None else False
+
+    # ---- hooks --------------------------------------------------------------------------------
+    def _guarded(self, fn: Callable[..., object]) -> Callable[..., object]:
+        """Wrap a hook so its exception stops emulation and leaves run() as itself."""
+        def hook(*args: object) -> object:
+            try:
+                return fn(*args)
+            except BaseException as exc:
+                if self._hook_error is None:
+                    self._hook_error = exc
+                self.uc.emu_stop()
+                return None
+        return hook
+
+    def _on_code(self, uc: Uc, address: int, size: int, _: object) -> None:
+        if address == self._suppress_at:
+            return
+        if address in self._sw_breakpoints:
+            self._hook_stop = StopEvent(StopKind.SWBREAK, pc=address)
+            uc.emu_stop()
+            return
+        slots = self._unit.exec_slots_at(address)
+        if not slots:
+            return
+        hit = Hit(self.cpu_index, self.task, address, address, size, HW_BREAKPOINT_X, slots)
+        if self._deliver(hit):
+            self._hook_stop = StopEvent(StopKind.HWBREAK, pc=address)
+            self._rf_addr = address
+            uc.emu_stop()
+        elif self._hooks_stale:
+            self._resume_through = address
+            uc.emu_stop()
+
+    def _on_interrupt(self, uc: Uc, vector: int, _: object) -> None:
+        self._interrupt = vector
+        uc.emu_stop()
+
+    # ---- faults as signals --------------------------------------------------------------------
+    def _signal_for_vector(self, vector: int) -> StopEvent:
+        pc = self.pc
+        signal = _SIGNAL_OF_VECTOR.get(vector)
+        if signal is None:
+            # `int n` without a user gate is a #GP at the instruction; Unicorn leaves RIP after it.
+            signal = SIGSEGV
+            if self.read_memory(pc - 2, 2) == bytes([_INT_IMM8, vector]):
+                pc -= 2
+        return StopEvent(StopKind.SIGNAL, signal=signal, pc=pc, reason=f"cpu exception {vector}")
+
+    def _signal_for_fault(self, fault: UcError) -> StopEvent:
+        pc = self.pc
+        if fault.errno == UC_ERR_INSN_INVALID:
+            if self.read_memory(pc, 1) == bytes([_ICEBP]):
+                # icebp is a trap (#DB after the instruction), reported as SIGTRAP.
+                return StopEvent(StopKind.SIGNAL, signal=SIGTRAP, pc=pc + 1, reason="icebp")
+            return StopEvent(StopKind.SIGNAL, signal=SIGILL, pc=pc, reason=str(fault))
+        if fault.errno in _UNMAPPED_OR_PROT:
+            return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason=str(fault))
+        return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason=f"emulation error: {fault}")
+
+
+def _snapshot_perms(uc: Uc) -> Callable[[int], int | None]:
+    """Guest permissions of a raw program: Unicorn's mappings as they are now."""
+    regions = [(begin, end, perms) for begin, end, perms in uc.mem_regions()]
+
+    def page_perms(addr: int) -> int | None:
+        for begin, end, perms in regions:
+            if begin <= addr <= end:
+                return perms
+        return None
+
+    return page_perms
