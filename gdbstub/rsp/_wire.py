@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import zlib
 
 __all__ = [
     "ESCAPE",
@@ -35,7 +36,9 @@ _RLE_FORBIDDEN_EXTRA = frozenset({ord("#") - _RLE_BIAS, ord("$") - _RLE_BIAS})
 _RLE_SAFE_EXTRA = 5  # the largest count below the forbidden ones: 6/7 become 5 + literals
 
 _HEX_DIGITS = re.compile(rb"[0-9a-fA-F]+")
-_RUN_TO_COMPRESS = re.compile(rb"(.)\1{%d,}" % _RLE_MIN_EXTRA, re.DOTALL)
+_RUN_OF_FOUR = b"\x00" * _RLE_MIN_EXTRA      # in the successor diff: 4 equal bytes in a row
+_ZERO_BYTES = re.compile(rb"\x00+")
+_ADLER_EXACT_CHUNK = 256
 _ESCAPED_PAIR = re.compile(rb"\}(.)|\}", re.DOTALL)  # pairs left to right; a lone '}' only at the end
 
 
@@ -62,7 +65,15 @@ def hex_int(text: str | bytes) -> int:
 
 def checksum(data: bytes) -> int:
     """The RSP checksum: the sum of the frame's payload bytes modulo 256."""
-    return sum(data) & 0xFF
+    if len(data) <= _ADLER_EXACT_CHUNK:
+        return sum(data) & 0xFF
+    # sum() walks Python ints (~6 ns a byte). Adler-32's low half is 1 + the byte sum modulo 65521,
+    # which is exact for chunks of up to 256 bytes (1 + 256 * 255 < 65521): C speed, 5x faster.
+    view = memoryview(data)
+    total = 0
+    for start in range(0, len(view), _ADLER_EXACT_CHUNK):
+        total += (zlib.adler32(view[start : start + _ADLER_EXACT_CHUNK]) & 0xFFFF) - 1
+    return total & 0xFF
 
 
 def escape(data: bytes) -> bytes:
@@ -99,7 +110,25 @@ def rle_encode(data: bytes) -> bytes:
     for special in b"*#$":
         if special in data:
             raise ValueError(f"unescaped {chr(special)!r} cannot be run-length encoded")
-    return _RUN_TO_COMPRESS.sub(lambda m: _encode_run(m[1][0], len(m[0])), data)
+    if len(data) <= _RLE_MIN_EXTRA:
+        return bytes(data)
+    # Find runs at C speed: XOR the data with itself shifted by one byte; a zero marks a byte equal
+    # to its successor, so three zeros in a row mark a run of four. (A regex scan costs 30 ns a byte.)
+    as_int = int.from_bytes(data, "little")            # byte i of the int is data[i]
+    successor_diff = (as_int ^ (as_int >> 8)).to_bytes(len(data), "little")[:-1]
+    run_start = successor_diff.find(_RUN_OF_FOUR)
+    if run_start < 0:
+        return bytes(data)
+    out = bytearray()
+    copied = 0
+    while run_start >= 0:
+        run_end = _ZERO_BYTES.match(successor_diff, run_start).end() + 1
+        out += data[copied:run_start]
+        out += _encode_run(data[run_start], run_end - run_start)
+        copied = run_end
+        run_start = successor_diff.find(_RUN_OF_FOUR, copied)
+    out += data[copied:]
+    return bytes(out)
 
 
 def _encode_run(byte: int, length: int) -> bytes:

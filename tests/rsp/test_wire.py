@@ -163,3 +163,38 @@ def test_rle_never_emits_frame_bytes_and_never_grows(data: bytes) -> None:
 def test_server_wire_order_round_trips(data: bytes) -> None:
     # A stub escapes, then run-length encodes; the client expands runs, then unescapes.
     assert unescape(rle_decode(rle_encode(escape(data)))) == data
+
+
+def gdbserver_try_rle(data: bytes) -> bytes:
+    """gdbserver's remote-utils.c:try_rle, transcribed plainly: the reference for rle_encode.
+
+    One difference: gdbserver caps a run at 97 bytes including the first ("remaining > 97"), so its
+    largest count is '}' (96 extra); the manual allows counts up to '~' (97 extra), as we do.
+    """
+    out = bytearray()
+    i = 0
+    while i < len(data):
+        out.append(data[i])
+        remaining = min(len(data) - i, 98)
+        n = 1
+        while n < remaining and data[i + n] == data[i]:
+            n += 1
+        n -= 1                      # repeats after the byte just written
+        if n < 3:
+            i += 1
+            continue
+        while n + 29 in (ord("$"), ord("#")):
+            n -= 1
+        out += b"*" + bytes([n + 29])
+        i += n + 1
+    return bytes(out)
+
+
+@given(st.one_of(WIRE_TEXT, RUNS))
+def test_rle_encode_matches_gdbserver(data: bytes) -> None:
+    assert rle_encode(data) == gdbserver_try_rle(data)
+
+
+@given(st.binary(max_size=3000))
+def test_checksum_is_the_byte_sum_modulo_256(data: bytes) -> None:
+    assert checksum(data) == sum(data) % 256
