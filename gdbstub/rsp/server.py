@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import trio
 
 from ..target.events import StopEvent
-from .codec import NEED_DATA, Codec, Interrupt, Packet
+from .codec import NEED_DATA, BadChecksum, Codec, Interrupt, Oversized, Packet
+from .errors import RemoteProtocolError
 from .outputs import Close, EnterNoAck, InterruptRun, Output, Reply, StartRun
 from .session import PACKET_SIZE, Session
 
@@ -94,7 +95,11 @@ class Connection:
         codec = self.codec
         codec.receive_data(data)
         while True:
-            event = codec.next_event()
+            try:
+                event = codec.next_event()
+            except RemoteProtocolError as exc:
+                log.warning("dropped a bad packet: %s", exc)   # the codec already skipped it
+                continue
             if event is NEED_DATA:
                 break
             outputs: list[Output] = []
@@ -106,8 +111,8 @@ class Connection:
                 if self.log_packets:
                     log.info("<- ^C")
                 outputs = self.session.interrupt()
-            else:
-                log.debug("%s", event)
+            elif isinstance(event, (BadChecksum, Oversized)):
+                log.warning("refused a packet (%s): sent '-'", event)
             await self._flush_acks()
             await self._perform(outputs, nursery, inbox_send)
             if self.closing:
