@@ -135,6 +135,8 @@ def arch_build_bp_info(attr: BreakpointAttr) -> X86BreakpointInfo:
     addr, length = attr.bp_addr, attr.bp_len
     if not 0 <= addr < ADDRESS_LIMIT:
         raise HwBreakpointError(EINVAL, f"address {addr:#x} is outside the 64-bit address space")
+    if length < 1:  # Linux's wrap check catches this too; say what is wrong
+        raise HwBreakpointError(EINVAL, f"length {length} is not 1, 2, 4 or 8")
     if (addr + length - 1) % ADDRESS_LIMIT < addr:
         raise HwBreakpointError(EINVAL, f"range {addr:#x}+{length} wraps around the address space")
 
@@ -157,7 +159,7 @@ def arch_build_bp_info(attr: BreakpointAttr) -> X86BreakpointInfo:
     if length in _GENERIC_LEN_TO_X86:
         return X86BreakpointInfo(addr, _GENERIC_LEN_TO_X86[length], type_code)
     # Other lengths would need the AMD range extension.
-    if length <= 0 or length & (length - 1):
+    if length & (length - 1):
         raise HwBreakpointError(EINVAL, f"length {length} is not 1, 2, 4 or 8")
     if addr & (length - 1):
         raise HwBreakpointError(EINVAL, f"length {length} needs {length}-byte alignment")
