@@ -35,7 +35,7 @@ from unicorn import (
     UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_PROT, UC_ERR_WRITE_UNMAPPED, UC_HOOK_CODE, UC_HOOK_INTR, Uc,
     UcError,
 )
-from unicorn.x86_const import UC_X86_REG_RIP
+from unicorn.x86_const import UC_X86_REG_ECX, UC_X86_REG_RCX, UC_X86_REG_RIP
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_X, Hit, WatchSlot
 from gdbstub.target.debugregs import DebugUnit
@@ -67,7 +67,11 @@ _UNMAPPED_OR_PROT = frozenset({
     UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED,
     UC_ERR_READ_PROT, UC_ERR_WRITE_PROT, UC_ERR_FETCH_PROT,
 })
-_WATCH_FAULTS = frozenset({UC_ERR_READ_PROT, UC_ERR_WRITE_PROT})
+# Faults the watch protection can cause.  After a data fault the code hooks
+# of the instruction have run (its block was translated and entered); after a
+# fetch fault they have not.
+_DATA_WATCH_FAULTS = frozenset({UC_ERR_READ_PROT, UC_ERR_WRITE_PROT})
+_WATCH_FAULTS = _DATA_WATCH_FAULTS | {UC_ERR_FETCH_PROT}
 
 # Watch faults arriving faster than this, several times in a row, switch the
 # run to "counted" emulation: Unicorn's instruction-count hook then stays in
@@ -312,9 +316,9 @@ class Cpu:
             if fault is not None and fault.errno in _WATCH_FAULTS and self._unit.watching_data:
                 streak = streak + 1 if elapsed < _HOT_RUN_SECONDS else 0
                 hot = streak >= _HOT_STREAK
-                # The code hooks at this pc already ran: step with RF.
                 pc = self.pc
-                event = self._execute_one(pc, suppress=pc)
+                # After a data fault the code hooks at pc already ran: step with RF.
+                event = self._execute_one(pc, suppress=pc if fault.errno in _DATA_WATCH_FAULTS else None)
                 if event is not None:
                     return event
                 continue
@@ -364,9 +368,29 @@ class Cpu:
         event = self._take_request()
         if event is not None:
             return event
-        if self.pc == pc + 1 and self.read_memory(pc, 1) == bytes([_HLT]):
+        after = self.pc
+        if after == pc + 1 and self.read_memory(pc, 1) == bytes([_HLT]):
             return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason="hlt in user mode")
+        if after == pc:
+            self._finish_rep(pc)
         return None
+
+    def _finish_rep(self, pc: int) -> None:
+        """Leave a REP string instruction whose last iteration just ran.
+
+        Hardware moves RIP past the instruction with the last iteration;
+        Unicorn's counted execution stops at the REP with the counter at zero
+        and needs one more (memory-free) step to leave it.
+        """
+        counter = _rep_counter(self.read_memory(pc, 15))
+        if counter is None or self.uc.reg_read(counter) != 0:
+            return
+        self._suppress_at = pc
+        try:
+            fault = self._emulate(pc, 1)
+        finally:
+            self._suppress_at = None
+        assert fault is None, f"REP exit step faulted: {fault}"
 
     def _emulate(self, begin: int, count: int) -> UcError | None:
         """One emu_start; a Python exception from a hook is re-raised here."""
@@ -471,6 +495,25 @@ class Cpu:
         if fault.errno in _UNMAPPED_OR_PROT:
             return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason=str(fault))
         return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason=f"emulation error: {fault}")
+
+
+_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
+_STRING_OPCODES = frozenset({0x6C, 0x6D, 0x6E, 0x6F, 0xA4, 0xA5, 0xA6, 0xA7, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xAF})
+
+
+def _rep_counter(code: bytes) -> int | None:
+    """The count register (RCX, or ECX under 0x67) of a REP string instruction, else None."""
+    prefixes = set()
+    for i, byte in enumerate(code):
+        if byte in _PREFIXES:
+            prefixes.add(byte)
+        elif 0x40 <= byte <= 0x4F:          # REX: must be the last prefix
+            continue
+        else:
+            if byte in _STRING_OPCODES and prefixes & {0xF2, 0xF3}:
+                return UC_X86_REG_ECX if 0x67 in prefixes else UC_X86_REG_RCX
+            return None
+    return None
 
 
 def _snapshot_perms(uc: Uc) -> Callable[[int], int | None]:

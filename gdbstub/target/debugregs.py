@@ -19,7 +19,11 @@ protection fault with nothing committed.  The CPU then calls
 `begin_step()`, executes exactly one instruction, and `end_step()`:
 permissions are restored for that instruction, a temporary memory hook
 records the accesses, and `take_hit()` turns the matching ones into one Hit.
-EXEC is never removed, so code sharing a page with watched data still runs.
+Write-only slots leave EXEC alone, so code sharing a page with watched data
+runs at full speed.  Slots that watch reads must also take EXEC away on a
+page that holds code (measured: a code fetch fills Unicorn's TLB entry with
+read permission, so reads from a page that executes never fault); code on
+such a page then runs one instruction per fetch fault: exact but slow.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from unicorn import (
-    UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_READ, UC_MEM_WRITE, UC_PROT_READ, UC_PROT_WRITE, Uc,
+    UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_READ, UC_MEM_WRITE, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE,
+    Uc,
 )
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_R, HW_BREAKPOINT_W, HW_BREAKPOINT_X, Hit, WatchSlot
@@ -209,4 +214,11 @@ class DebugUnit:
             guest = self._guest_perms(page)
             if guest is None:       # unmapped: an access faults as unmapped anyway
                 continue
-            self._uc.mem_protect(page, PAGE_SIZE, guest & ~removed)
+            perms = guest & ~removed
+            if removed & UC_PROT_READ:
+                # A code fetch fills Unicorn's TLB with read permission for
+                # the whole page, so reads on a page that executes are only
+                # caught if its code faults too (it then runs one
+                # instruction per fault: slow, but exact).
+                perms &= ~UC_PROT_EXEC
+            self._uc.mem_protect(page, PAGE_SIZE, perms)

@@ -1,0 +1,620 @@
+"""Data and execute debug-register slots on the emulated CPU (Intel SDM Vol. 3B §17.3).
+
+Every program is hand-assembled (tests/target/asm.py) and runs on a raw
+Unicorn instance; each test checks memory and registers after the stop, and
+that the watched instruction ran exactly once.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from unicorn import UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE
+from unicorn.x86_const import (
+    UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RSP,
+)
+
+from gdbstub.hwbp.attr import (
+    HW_BREAKPOINT_R, HW_BREAKPOINT_RW, HW_BREAKPOINT_W, HW_BREAKPOINT_X, Hit, WatchSlot,
+)
+from gdbstub.target.cpu import Cpu
+from gdbstub.target.debugregs import pages_of, slot_matches
+from gdbstub.target.events import SIGSEGV, SIGTRAP, StopKind, WatchHit
+from tests.target.asm import CODE_BASE, DATA_BASE, STACK_TOP, RawProgram
+
+X = DATA_BASE + 0x100        # the watched variable of most programs
+
+
+class Recorder:
+    """on_debug_exception that records every Hit and answers `stop`."""
+
+    def __init__(self, stop: bool = True) -> None:
+        self.hits: list[Hit] = []
+        self.stop = stop
+
+    def __call__(self, hit: Hit) -> bool:
+        self.hits.append(hit)
+        return self.stop
+
+
+def make_cpu(source: str, slots: list[WatchSlot], stop: bool = True, start: str | None = None,
+             code_perms: int | None = None):
+    prog = RawProgram(f".set X, {X:#x}\n" + source, start=start)
+    if code_perms is not None:
+        prog.uc.mem_protect(CODE_BASE, 0x1000, code_perms)
+    cpu = Cpu(prog.uc)
+    rec = Recorder(stop)
+    cpu.on_debug_exception = rec
+    cpu.set_debug_slots(slots)
+    return prog, cpu, rec
+
+
+def q(cpu: Cpu, addr: int) -> int:
+    return struct.unpack("<Q", cpu.read_memory(addr, 8))[0]
+
+
+def reg(cpu: Cpu, reg_id: int) -> int:
+    return cpu.uc.reg_read(reg_id)
+
+
+def w(addr: int, length: int, index: int = 0, access: int = HW_BREAKPOINT_W) -> WatchSlot:
+    return WatchSlot(index, addr, length, access)
+
+
+# ---- matching rule (pure) ----------------------------------------------------------------------
+@pytest.mark.parametrize("addr,size,access,expected", [
+    (X, 4, HW_BREAKPOINT_W, True),             # exact
+    (X - 4, 8, HW_BREAKPOINT_W, True),         # starts before, overlaps the first 4 bytes
+    (X + 3, 8, HW_BREAKPOINT_W, True),         # last byte of the slot
+    (X - 4, 4, HW_BREAKPOINT_W, False),        # adjacent below
+    (X + 4, 4, HW_BREAKPOINT_W, False),        # adjacent above
+    (X - 8, 16, HW_BREAKPOINT_W, True),        # covers the slot entirely
+    (X + 1, 1, HW_BREAKPOINT_W, True),         # inside
+    (X, 4, HW_BREAKPOINT_R, False),            # a W slot ignores reads
+])
+def test_slot_matches_overlap_table(addr, size, access, expected):
+    assert slot_matches(w(X, 4), addr, size, access) is expected
+
+
+@pytest.mark.parametrize("slot_access,access,expected", [
+    (HW_BREAKPOINT_W, HW_BREAKPOINT_W, True), (HW_BREAKPOINT_W, HW_BREAKPOINT_R, False),
+    (HW_BREAKPOINT_RW, HW_BREAKPOINT_W, True), (HW_BREAKPOINT_RW, HW_BREAKPOINT_R, True),
+    (HW_BREAKPOINT_R, HW_BREAKPOINT_R, True), (HW_BREAKPOINT_R, HW_BREAKPOINT_W, False),
+    (HW_BREAKPOINT_X, HW_BREAKPOINT_R, False),
+])
+def test_slot_matches_access_kinds(slot_access, access, expected):
+    assert slot_matches(w(X, 8, access=slot_access), X, 8, access) is expected
+
+
+def test_pages_of_a_range_crossing_a_page():
+    assert list(pages_of(0x600ffc, 8)) == [0x600000, 0x601000]
+    assert list(pages_of(0x600ff8, 8)) == [0x600000]
+
+
+# ---- trap semantics on single instructions ------------------------------------------------------
+def test_add_traps_after_the_instruction_ran_once():
+    prog, cpu, rec = make_cpu("""
+    insn:
+        add qword ptr [X], 1
+    next:
+        int3
+    """, [w(X, 8)])
+    cpu.write_memory(X, struct.pack("<Q", 41))
+    stop = cpu.run()
+    assert stop.kind is StopKind.WATCH and stop.signal == SIGTRAP
+    assert stop.pc == prog["next"]
+    assert stop.watches == (WatchHit(X, 8, HW_BREAKPOINT_W, 0),)
+    assert q(cpu, X) == 42
+    # Hit: the instruction's address, the (first) matching access
+    assert [(h.ip, h.addr, h.size, h.access, h.slots) for h in rec.hits] == \
+        [(prog["insn"], X, 8, HW_BREAKPOINT_W, (0,))]
+    stop = cpu.run()
+    assert (stop.kind, stop.signal, stop.pc) == (StopKind.SIGNAL, SIGTRAP, prog["next"] + 1)
+    assert q(cpu, X) == 42
+
+
+def test_rmw_with_an_access_slot_gives_one_hit_for_read_and_write():
+    prog, cpu, rec = make_cpu("""
+    insn:
+        add dword ptr [X], 5
+    next:
+        int3
+    """, [w(X, 4, access=HW_BREAKPOINT_RW)])
+    stop = cpu.run()
+    assert stop.kind is StopKind.WATCH and stop.pc == prog["next"]
+    assert len(rec.hits) == 1
+    assert rec.hits[0].access == HW_BREAKPOINT_R      # the first matching access is the read
+    assert stop.watches == (WatchHit(X, 4, HW_BREAKPOINT_RW, 0),)
+    assert q(cpu, X) == 5
+
+
+def test_push_onto_a_watched_stack_slot():
+    prog, cpu, rec = make_cpu("""
+        mov rax, 0x1122334455667788
+    insn:
+        push rax
+    next:
+        int3
+    """, [w(STACK_TOP - 0x108, 8)])
+    stop = cpu.run()
+    assert stop.kind is StopKind.WATCH and stop.pc == prog["next"]
+    assert reg(cpu, UC_X86_REG_RSP) == STACK_TOP - 0x108
+    assert q(cpu, STACK_TOP - 0x108) == 0x1122334455667788
+    assert rec.hits[0].ip == prog["insn"]
+
+
+def test_call_traps_on_the_return_address_push_at_the_callee():
+    prog, cpu, rec = make_cpu("""
+    insn:
+        call callee
+    ret_here:
+        int3
+    callee:
+        int3
+    """, [w(STACK_TOP - 0x108, 8)])
+    stop = cpu.run()
+    assert stop.kind is StopKind.WATCH
+    assert stop.pc == prog["callee"]                  # RIP is where the call went
+    assert q(cpu, STACK_TOP - 0x108) == prog["ret_here"]
+    assert rec.hits[0].ip == prog["insn"]
+
+
+def test_xchg_reads_and_writes_once():
+    prog, cpu, rec = make_cpu("""
+        mov rax, 9
+    insn:
+        xchg qword ptr [X], rax
+    next:
+        int3
+    """, [w(X, 8, access=HW_BREAKPOINT_RW)])
+    cpu.write_memory(X, struct.pack("<Q", 7))
+    stop = cpu.run()
+    assert stop.kind is StopKind.WATCH and stop.pc == prog["next"]
+    assert (q(cpu, X), reg(cpu, UC_X86_REG_RAX)) == (9, 7)
+    assert len(rec.hits) == 1
+
+
+def test_lock_cmpxchg_success_writes_once():
+    prog, cpu, rec = make_cpu("""
+        mov rax, 3
+        mov rcx, 8
+    insn:
+        lock cmpxchg qword ptr [X], rcx
+    next:
+        int3
+    """, [w(X, 8)])
+    cpu.write_memory(X, struct.pack("<Q", 3))
+    stop = cpu.run()
+    assert stop.kind is StopKind.WATCH and stop.pc == prog["next"]
+    assert q(cpu, X) == 8
+    assert len(rec.hits) == 1 and rec.hits[0].ip == prog["insn"]
+
+
+def test_sse_store_over_a_watch_in_its_middle():
+    prog, cpu, rec = make_cpu("""
+        mov rax, 0x0101010101010101
+        movq xmm0, rax
+        punpcklqdq xmm0, xmm0
+    insn:
+        movdqu xmmword ptr [X], xmm0
+    next:
+        int3
+    """, [w(X + 8, 4)])
+    stop = cpu.run()
+    assert stop.kind is StopKind.WATCH and stop.pc == prog["next"]
+    assert cpu.read_memory(X, 16) == b"\x01" * 16
+    assert len(rec.hits) == 1
+    hit = rec.hits[0]
+    assert hit.addr <= X + 8 < hit.addr + hit.size and hit.access == HW_BREAKPOINT_W
+
+
+def test_rep_stosq_traps_after_the_iteration_that_wrote_the_range():
+    # 4 qwords from X; the watch covers the third one.
+    prog, cpu, rec = make_cpu("""
+        mov rdi, X
+        mov rcx, 4
+        mov rax, -1
+    insn:
+        rep stosq
+    next:
+        int3
+    """, [w(X + 16, 8)])
+    stop = cpu.run()
+    assert stop.kind is StopKind.WATCH
+    # Hardware: RIP still at the REP instruction, RCX counts the iterations left.
+    assert stop.pc == prog["insn"]
+    assert reg(cpu, UC_X86_REG_RCX) == 1
+    assert reg(cpu, UC_X86_REG_RDI) == X + 24
+    assert [q(cpu, X + 8 * i) for i in range(4)] == [2**64 - 1] * 3 + [0]
+    assert rec.hits[0].ip == prog["insn"] and rec.hits[0].addr == X + 16
+    stop = cpu.run()
+    assert (stop.kind, stop.pc) == (StopKind.SIGNAL, prog["next"] + 1)
+    assert [q(cpu, X + 8 * i) for i in range(4)] == [2**64 - 1] * 4
+    assert len(rec.hits) == 1
+
+
+def test_rep_movsb_traps_per_iteration_on_the_source_with_an_access_slot():
+    prog, cpu, rec = make_cpu(f"""
+        mov rsi, X
+        mov rdi, {X + 0x100:#x}
+        mov rcx, 8
+    insn:
+        rep movsb
+    next:
+        int3
+    """, [w(X + 2, 2, access=HW_BREAKPOINT_RW)])
+    cpu.write_memory(X, bytes(range(1, 9)))
+    stops = [cpu.run() for _ in range(3)]
+    assert [s.kind for s in stops] == [StopKind.WATCH, StopKind.WATCH, StopKind.SIGNAL]
+    assert [s.pc for s in stops[:2]] == [prog["insn"]] * 2
+    assert [h.addr for h in rec.hits] == [X + 2, X + 3]
+    assert all(h.access == HW_BREAKPOINT_R for h in rec.hits)
+    assert cpu.read_memory(X + 0x100, 8) == bytes(range(1, 9))
+    assert (reg(cpu, UC_X86_REG_RCX), reg(cpu, UC_X86_REG_RSI)) == (0, X + 8)
+
+
+def test_rep_movsb_trap_leaves_rcx_rsi_rdi_as_hardware_does():
+    prog, cpu, rec = make_cpu(f"""
+        mov rsi, {X + 0x100:#x}
+        mov rdi, X
+        mov rcx, 8
+    insn:
+        rep movsb
+        int3
+    """, [w(X + 5, 1)])
+    stop = cpu.run()
+    assert stop.kind is StopKind.WATCH and stop.pc == prog["insn"]
+    assert (reg(cpu, UC_X86_REG_RCX), reg(cpu, UC_X86_REG_RSI), reg(cpu, UC_X86_REG_RDI)) == \
+        (2, X + 0x106, X + 6)
+
+
+# ---- the overlap table, executed ----------------------------------------------------------------
+@pytest.mark.parametrize("offset,width,hits", [
+    (-4, "qword", 1),      # 8-byte write starting 4 bytes before a 4-byte watch
+    (0, "dword", 1),
+    (2, "word", 1),
+    (3, "qword", 1),       # last watched byte
+    (-4, "dword", 0),      # adjacent below
+    (4, "dword", 0),       # adjacent above
+    (-8, "qword", 0),
+])
+def test_overlap_table_on_real_writes(offset, width, hits):
+    prog, cpu, rec = make_cpu(f"""
+        mov {width} ptr [{X + offset:#x}], 0x5a
+        int3
+    """, [w(X, 4)])
+    stop = cpu.run()
+    assert len(rec.hits) == hits
+    assert stop.kind is (StopKind.WATCH if hits else StopKind.SIGNAL)
+
+
+def test_access_kinds_on_real_reads_and_writes():
+    source = """
+        mov rax, qword ptr [X]
+    after_read:
+        mov qword ptr [X], rax
+    after_write:
+        int3
+    """
+    expected = {
+        HW_BREAKPOINT_W: ["after_write"],
+        HW_BREAKPOINT_R: ["after_read"],
+        HW_BREAKPOINT_RW: ["after_read", "after_write"],
+    }
+    for access, labels in expected.items():
+        prog, cpu, rec = make_cpu(source, [w(X, 8, access=access)])
+        pcs = []
+        while (stop := cpu.run()).kind is StopKind.WATCH:
+            pcs.append(stop.pc)
+        assert pcs == [prog[label] for label in labels], access
+
+
+def test_two_slots_one_instruction_give_one_hit_with_both():
+    prog, cpu, rec = make_cpu("""
+        mov qword ptr [X], 1
+    next:
+        int3
+    """, [w(X, 4, index=0), w(X + 4, 4, index=2)])
+    stop = cpu.run()
+    assert stop.kind is StopKind.WATCH and stop.pc == prog["next"]
+    assert len(rec.hits) == 1 and rec.hits[0].slots == (0, 2)
+    assert {h.slot for h in stop.watches} == {0, 2}
+
+
+def test_slots_on_two_pages_and_an_access_crossing_the_page_boundary():
+    boundary = DATA_BASE + 0x1000
+    prog, cpu, rec = make_cpu(f"""
+        mov qword ptr [{boundary - 4:#x}], -1
+    next:
+        int3
+    """, [w(boundary, 4)])
+    stop = cpu.run()
+    assert stop.kind is StopKind.WATCH and stop.pc == prog["next"]
+    assert q(cpu, boundary - 4) == 2**64 - 1
+
+
+def test_non_stopping_handler_sees_every_hit_and_the_result_is_unchanged():
+    source = """
+        mov rcx, 100
+    loop:
+        add qword ptr [X], 3
+        mov rax, qword ptr [X]
+        dec rcx
+        jnz loop
+        int3
+    """
+    prog, cpu, rec = make_cpu(source, [w(X, 8)], stop=False)
+    stop = cpu.run()
+    assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGTRAP)
+    assert len(rec.hits) == 100
+    assert q(cpu, X) == 300
+
+
+def test_false_sharing_page_neighbours_run_on_untouched():
+    # The watch shares a page with the loop's counter, which it never matches.
+    prog, cpu, rec = make_cpu("""
+        mov rcx, 50
+    loop:
+        add qword ptr [X], 1
+        dec rcx
+        jnz loop
+        int3
+    """, [w(X + 64, 8, access=HW_BREAKPOINT_RW)])
+    stop = cpu.run()
+    assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGTRAP)
+    assert rec.hits == [] and q(cpu, X) == 50
+
+
+CODE_PAGE_LOOP = """
+    mov rcx, 5
+loop:
+    {insn}
+    dec rcx
+    jnz loop
+    int3
+.balign 8
+var:
+    .quad 0x77
+"""
+
+
+def test_code_on_a_write_watched_page_still_runs():
+    # The watched variable lives in the code page itself, made writable.
+    prog, cpu, rec = make_cpu(CODE_PAGE_LOOP.format(insn="add qword ptr [rip + var], 1"), [],
+                              code_perms=UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC)
+    cpu.set_debug_slots([w(prog["var"], 8)])
+    assert {b: p for b, _, p in cpu.uc.mem_regions()}[CODE_BASE] == UC_PROT_READ | UC_PROT_EXEC
+    stops = [cpu.run() for _ in range(6)]
+    assert [s.kind for s in stops] == [StopKind.WATCH] * 5 + [StopKind.SIGNAL]
+    assert q(cpu, prog["var"]) == 0x77 + 5
+
+
+def test_code_on_a_read_watched_page_still_runs():
+    prog, cpu, rec = make_cpu(CODE_PAGE_LOOP.format(insn="mov rax, qword ptr [rip + var]"), [])
+    cpu.set_debug_slots([w(prog["var"], 8, access=HW_BREAKPOINT_RW)])
+    stops = [cpu.run() for _ in range(6)]
+    assert [s.kind for s in stops] == [StopKind.WATCH] * 5 + [StopKind.SIGNAL]
+    assert [s.pc for s in stops[:2]] == [prog["loop"] + 7] * 2
+    assert reg(cpu, UC_X86_REG_RAX) == 0x77 and reg(cpu, UC_X86_REG_RCX) == 0
+
+
+def test_exec_slot_on_a_read_watched_code_page():
+    # Code on the page runs by fetch faults: the execute slot must still fire once per arrival.
+    prog, cpu, rec = make_cpu(CODE_PAGE_LOOP.format(insn="nop"), [])
+    cpu.set_debug_slots([w(prog["var"], 8, access=HW_BREAKPOINT_RW),
+                         WatchSlot(1, prog["loop"], 1, HW_BREAKPOINT_X)])
+    stops = [cpu.run() for _ in range(6)]
+    assert [s.kind for s in stops] == [StopKind.HWBREAK] * 5 + [StopKind.SIGNAL]
+    assert len(rec.hits) == 5
+
+
+def test_debugger_memory_access_never_triggers_and_works_on_watched_pages():
+    prog, cpu, rec = make_cpu("int3", [w(X, 8, access=HW_BREAKPOINT_RW)])
+    cpu.write_memory(X, b"\x11" * 8)
+    assert cpu.read_memory(X, 8) == b"\x11" * 8
+    assert cpu.run().signal == SIGTRAP and rec.hits == []
+
+
+def test_guest_write_to_its_own_read_only_page_is_sigsegv_even_when_watched():
+    prog = RawProgram(f"""
+        mov rax, 1
+    insn:
+        mov qword ptr [{DATA_BASE + 0x3000:#x}], rax
+        int3
+    """)
+    prog.uc.mem_protect(DATA_BASE + 0x3000, 0x1000, UC_PROT_READ)
+    cpu = Cpu(prog.uc)
+    rec = Recorder()
+    cpu.on_debug_exception = rec
+    cpu.set_debug_slots([w(DATA_BASE + 0x3000, 8, access=HW_BREAKPOINT_RW)])
+    stop = cpu.run()
+    assert (stop.kind, stop.signal, stop.pc) == (StopKind.SIGNAL, SIGSEGV, prog["insn"])
+    assert rec.hits == [] and q(cpu, DATA_BASE + 0x3000) == 0
+
+
+def test_clearing_the_slots_restores_the_guest_permissions():
+    prog, cpu, rec = make_cpu("int3", [w(X, 8, access=HW_BREAKPOINT_RW), w(CODE_BASE, 8, 1, HW_BREAKPOINT_RW)])
+    perms = {b: p for b, _, p in cpu.uc.mem_regions()}
+    # reads watched on a page that executes: EXEC goes too (see debugregs' docstring)
+    assert perms[DATA_BASE] == 0 and perms[CODE_BASE] == 0
+    cpu.set_debug_slots([])
+    perms = {b: p for b, _, p in cpu.uc.mem_regions()}
+    assert perms[DATA_BASE] == UC_PROT_READ | UC_PROT_WRITE
+    assert perms[CODE_BASE] == UC_PROT_READ | UC_PROT_EXEC
+
+
+def test_handler_can_disarm_its_slot_from_a_data_hit():
+    prog, cpu, rec = make_cpu("""
+        mov rcx, 10
+    loop:
+        add qword ptr [X], 1
+        dec rcx
+        jnz loop
+        int3
+    """, [w(X, 8)])
+
+    def one_shot(hit: Hit) -> bool:
+        rec.hits.append(hit)
+        cpu.set_debug_slots([])
+        return False
+
+    cpu.on_debug_exception = one_shot
+    stop = cpu.run()
+    assert stop.signal == SIGTRAP and len(rec.hits) == 1 and q(cpu, X) == 10
+
+
+# ---- execute slots: faults with RF semantics ---------------------------------------------------
+EXEC_LOOP = """
+    mov rcx, 3
+loop:
+    add qword ptr [X], 1
+target:
+    dec rcx
+    jnz loop
+    int3
+"""
+
+
+def test_exec_slot_faults_before_and_resume_runs_the_instruction_once():
+    prog, cpu, rec = make_cpu(EXEC_LOOP, [])
+    cpu.set_debug_slots([WatchSlot(1, prog["target"], 1, HW_BREAKPOINT_X)])
+    counts = []
+    for _ in range(3):
+        stop = cpu.run()
+        assert (stop.kind, stop.pc) == (StopKind.HWBREAK, prog["target"])
+        counts.append((q(cpu, X), reg(cpu, UC_X86_REG_RCX)))
+    # stopped before `dec rcx` each time: the add ran, the dec not yet
+    assert counts == [(1, 3), (2, 2), (3, 1)]
+    stop = cpu.run()
+    assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGTRAP)
+    assert [h.slots for h in rec.hits] == [(1,)] * 3
+    assert all(h.ip == prog["target"] and h.access == HW_BREAKPOINT_X for h in rec.hits)
+
+
+def test_exec_slot_on_a_one_instruction_loop_stops_on_every_arrival():
+    prog, cpu, rec = make_cpu("""
+    spin:
+        jmp spin
+    """, [])
+    cpu.set_debug_slots([WatchSlot(0, prog["spin"], 1, HW_BREAKPOINT_X)])
+    for _ in range(3):
+        stop = cpu.run()
+        assert (stop.kind, stop.pc) == (StopKind.HWBREAK, prog["spin"])
+    assert len(rec.hits) == 3
+
+
+def test_non_stopping_exec_handler_counts_every_arrival():
+    prog, cpu, rec = make_cpu(EXEC_LOOP, [], stop=False)
+    cpu.set_debug_slots([WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X)])
+    stop = cpu.run()
+    assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGTRAP)
+    assert len(rec.hits) == 3 and q(cpu, X) == 3
+
+
+def test_non_stopping_exec_slot_on_a_watched_instruction_counts_once_per_arrival():
+    # The instruction under the execute slot also faults on a watched page:
+    # it is re-executed by the watch step, which must not call the handler again.
+    prog, cpu, rec = make_cpu(EXEC_LOOP, [], stop=False)
+    cpu.set_debug_slots([WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X), w(X, 8, index=1)])
+    stop = cpu.run()
+    assert stop.signal == SIGTRAP
+    assert [h.slots for h in rec.hits] == [(0,), (1,)] * 3
+    assert q(cpu, X) == 3
+
+
+def test_exec_slot_right_after_a_watched_instruction():
+    prog, cpu, rec = make_cpu(EXEC_LOOP, [])
+    cpu.set_debug_slots([WatchSlot(0, prog["target"], 1, HW_BREAKPOINT_X), w(X, 8, index=1)])
+    kinds = [(s.kind, s.pc) for s in (cpu.run() for _ in range(4))]
+    assert kinds == [(StopKind.WATCH, prog["target"]), (StopKind.HWBREAK, prog["target"])] * 2
+    assert q(cpu, X) == 2
+
+
+def test_exec_handler_can_arm_a_data_slot_while_running():
+    prog, cpu, rec = make_cpu(EXEC_LOOP, [], stop=False)
+    exec_slot = WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X)
+    cpu.set_debug_slots([exec_slot])
+
+    def arm(hit: Hit) -> bool:
+        rec.hits.append(hit)
+        if hit.access == HW_BREAKPOINT_X:
+            cpu.set_debug_slots([w(X, 8, index=1)])     # drops the execute slot
+        return False
+
+    cpu.on_debug_exception = arm
+    assert cpu.run().signal == SIGTRAP
+    assert [h.slots for h in rec.hits] == [(0,), (1,), (1,), (1,)]
+    assert q(cpu, X) == 3
+
+
+# ---- single step over each kind ----------------------------------------------------------------
+def test_step_onto_a_watched_write_reports_watch():
+    prog, cpu, rec = make_cpu("""
+        nop
+        add qword ptr [X], 1
+    next:
+        int3
+    """, [w(X, 8)])
+    assert cpu.run(step=True).kind is StopKind.STEP
+    stop = cpu.run(step=True)
+    assert (stop.kind, stop.pc) == (StopKind.WATCH, prog["next"]) and q(cpu, X) == 1
+
+
+def test_step_with_a_non_stopping_data_handler_reports_step():
+    prog, cpu, rec = make_cpu("""
+        add qword ptr [X], 1
+    next:
+        int3
+    """, [w(X, 8)], stop=False)
+    stop = cpu.run(step=True)
+    assert (stop.kind, stop.pc) == (StopKind.STEP, prog["next"]) and len(rec.hits) == 1
+
+
+def test_step_at_an_exec_slot_faults_then_steps_past_it():
+    prog, cpu, rec = make_cpu(EXEC_LOOP, [])
+    cpu.set_debug_slots([WatchSlot(0, prog["target"], 1, HW_BREAKPOINT_X)])
+    cpu.pc = prog["target"]
+    assert (cpu.run(step=True).kind, cpu.pc) == (StopKind.HWBREAK, prog["target"])
+    stop = cpu.run(step=True)
+    assert (stop.kind, stop.pc) == (StopKind.STEP, prog["target"] + 3)   # dec rcx is 3 bytes
+    assert len(rec.hits) == 1
+
+
+def test_step_one_rep_iteration_at_a_time():
+    prog, cpu, rec = make_cpu("""
+        mov rdi, X
+        mov rcx, 3
+        mov rax, 1
+    insn:
+        rep stosq
+    next:
+        int3
+    """, [])
+    cpu.pc = prog["insn"]
+    cpu.uc.reg_write(UC_X86_REG_RDI, X)
+    cpu.uc.reg_write(UC_X86_REG_RCX, 3)
+    cpu.uc.reg_write(UC_X86_REG_RAX, 5)
+    stops = [cpu.run(step=True) for _ in range(3)]
+    assert [s.kind for s in stops] == [StopKind.STEP] * 3
+    assert [s.pc for s in stops] == [prog["insn"], prog["insn"], prog["next"]]
+    assert [q(cpu, X + 8 * i) for i in range(4)] == [5, 5, 5, 0]
+
+
+def test_rep_iteration_step_writes_one_element():
+    prog, cpu, rec = make_cpu("""
+        mov rdi, X
+        mov rcx, 3
+        mov rax, 1
+    insn:
+        rep stosq
+        int3
+    """, [w(X + 8, 8)])
+    for _ in range(3):
+        cpu.run(step=True)
+    stop = cpu.run(step=True)                            # first iteration
+    assert (stop.kind, reg(cpu, UC_X86_REG_RCX)) == (StopKind.STEP, 2)
+    assert [q(cpu, X + 8 * i) for i in range(3)] == [1, 0, 0]
+    stop = cpu.run(step=True)                            # second iteration writes the watch
+    assert (stop.kind, stop.pc, reg(cpu, UC_X86_REG_RCX)) == (StopKind.WATCH, prog["insn"], 1)
+    assert reg(cpu, UC_X86_REG_RSI) == 0
