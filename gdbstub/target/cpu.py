@@ -420,7 +420,8 @@ class Cpu:
             if happened is not None:
                 if hasattr(happened, "status"):
                     return StopEvent(StopKind.EXITED, status=happened.status, pc=self.pc)
-                return StopEvent(StopKind.SIGNAL, signal=happened.signo, pc=self.pc)
+                kind = StopKind.KILLED if getattr(happened, "killed", False) else StopKind.SIGNAL
+                return StopEvent(kind, signal=happened.signo, pc=self.pc)
         vector, self._interrupt = self._interrupt, None
         if vector is not None:
             return self._signal_for_vector(vector)
