@@ -74,8 +74,11 @@ class SlotConstraints:
 
     def max_task_bp_pinned(self, cpu: int, slot_type: int) -> int:
         """The most slots any single task can hold on `cpu`."""
-        tasks = {r.task for r in self._reservations.values() if r.task is not None}
-        return max((self.task_bp_pinned(cpu, t, slot_type) for t in tasks), default=0)
+        per_task: dict[Hashable, int] = {}
+        for r in self._reservations.values():  # one pass, not one per task
+            if r.task is not None and r.slot_type == slot_type and r.applies_on(cpu):
+                per_task[r.task] = per_task.get(r.task, 0) + r.weight
+        return max(per_task.values(), default=0)
 
     def pinned_slots_on(self, cpu: int, res: Reservation) -> int:
         """Slots already committed on `cpu` that `res` would have to share it with."""

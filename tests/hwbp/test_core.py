@@ -514,3 +514,31 @@ def test_execute_and_data_share_the_pool(core):
     core.register(watch(addr=0x401001, length=HW_BREAKPOINT_LEN_8, bp_type=HW_BREAKPOINT_X), 0)
     fill_cpu(core, 0, 3)
     expect_errno(ENOSPC, core.register, watch(addr=0x401000, length=8, bp_type=HW_BREAKPOINT_X), 0)
+
+
+def test_deliver_and_register_from_two_threads():
+    """The CPU thread delivers while the debugger thread registers: no lost counts, no errors."""
+    core = BreakpointCore(X86DebugArch(), ncpus=1)
+    hits = []
+    steady = core.register(watch(), 0, handler=lambda bp, h: hits.append(1))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def cpu_thread():
+        try:
+            while not stop.is_set():
+                core.deliver(hit(0, core.slot_of(steady, 0)))
+        except BaseException as exc:  # reported to the main thread below
+            errors.append(exc)
+
+    worker = threading.Thread(target=cpu_thread)
+    worker.start()
+    try:
+        for i in range(300):
+            bp = core.register(watch(addr=0x405000 + 8 * (i % 3)), 0)
+            core.unregister(bp)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert not worker.is_alive() and errors == []
+    assert steady.count == len(hits) > 0
