@@ -50,13 +50,11 @@ Symbolize = Callable[[int], "str | None"]
 
 
 def _new_decoder() -> capstone.Cs:
+    # one per call: a capstone handle is not safe to share between threads
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     md.syntax = capstone.CS_OPT_SYNTAX_ATT
     md.detail = True
     return md
-
-
-_DECODER = _new_decoder()
 
 
 def disassemble(read_memory: ReadMemory, addr: int, count: int,
@@ -68,35 +66,60 @@ def disassemble(read_memory: ReadMemory, addr: int, count: int,
     of `unreadable`; either marks where readable memory ends, and the listing
     stops there with gdb's "Cannot access memory at address 0x..." line.
     """
-    code = _read_readable_prefix(read_memory, addr, count * MAX_INSN_LEN, unreadable)
+    decoder = _new_decoder()
+    code = _CodeWindow(read_memory, addr, unreadable)
     lines: list[str] = []
-    pc, offset = addr, 0
+    pc = addr
     while len(lines) < count:
         head = f"{pc:#x}{_label(pc, symbolize)}:\t"
-        window = code[offset:offset + MAX_INSN_LEN]
-        insn = next(_DECODER.disasm(window, pc, 1), None)
+        window = code.at(pc)
+        insn = next(decoder.disasm(window, pc, 1), None)
         if insn is None:
-            if _needs_more_bytes(window, pc):
-                lines.append(f"{head}Cannot access memory at address {addr + len(code):#x}")
+            if _needs_more_bytes(decoder, window, pc):
+                lines.append(f"{head}Cannot access memory at address {code.end:#x}")
                 break
             lines.append(head + "(bad)")      # binutils shows an undecodable byte and moves on by one
-            size = 1
+            pc += 1
         else:
             lines.append(head + _format(insn, symbolize))
-            size = insn.size
-        pc += size
-        offset += size
+            pc += insn.size
     return lines
 
 
-def _needs_more_bytes(window: bytes, pc: int) -> bool:
+class _CodeWindow:
+    """The bytes from `start` on, read a chunk at a time as the listing needs
+    them, up to the first unreadable address (`end`, once reached)."""
+
+    CHUNK = 4096
+
+    def __init__(self, read_memory: ReadMemory, start: int,
+                 unreadable: tuple[type[BaseException], ...]) -> None:
+        self._read, self._start, self._unreadable = read_memory, start, unreadable
+        self._bytes = b""
+        self._exhausted = False
+
+    @property
+    def end(self) -> int:
+        return self._start + len(self._bytes)
+
+    def at(self, pc: int) -> bytes:
+        """Up to MAX_INSN_LEN readable bytes at `pc`."""
+        while not self._exhausted and self.end < pc + MAX_INSN_LEN:
+            chunk = _read_readable_prefix(self._read, self.end, self.CHUNK, self._unreadable)
+            self._bytes += chunk
+            self._exhausted = len(chunk) < self.CHUNK
+        offset = pc - self._start
+        return self._bytes[offset:offset + MAX_INSN_LEN]
+
+
+def _needs_more_bytes(decoder: capstone.Cs, window: bytes, pc: int) -> bool:
     """Did decoding fail only because the bytes ran out?  Pad the window with
     zeros: if it then decodes into the padding, the instruction runs on past
     readable memory; if it still does not decode, the bytes are invalid."""
     if len(window) >= MAX_INSN_LEN:
         return False
     padded = window + bytes(MAX_INSN_LEN - len(window))
-    return next(_DECODER.disasm(padded, pc, 1), None) is not None
+    return next(decoder.disasm(padded, pc, 1), None) is not None
 
 
 def _read_readable_prefix(read_memory: ReadMemory, addr: int, size: int,

@@ -95,6 +95,7 @@ EXPEDITED = (FP, SP, PC)            # what gdbserver puts in a T stop reply: 06,
 
 REGISTER_BLOB = Struct(*(r.name / Bytes(r.size) for r in REGISTERS))
 BLOB_SIZE: int = REGISTER_BLOB.sizeof()
+_BLOB_CODEC = REGISTER_BLOB.compile()       # same layout, ~5x faster to build and parse
 _OFFSETS: tuple[int, ...] = tuple(
     sum(r.size for r in REGISTERS[:n]) for n in range(len(REGISTERS)))
 
@@ -255,7 +256,7 @@ def write_register(uc: Uc, regnum: int, data: bytes) -> None:
 
 def read_all(uc: Uc) -> bytes:
     """The `g` reply body: every register, in gdb order."""
-    return REGISTER_BLOB.build({r.name: read_register(uc, n) for n, r in enumerate(REGISTERS)})
+    return _BLOB_CODEC.build({r.name: read_register(uc, n) for n, r in enumerate(REGISTERS)})
 
 
 # fstat carries the x87 TOP, which decides which physical register st0-7
@@ -273,6 +274,6 @@ def write_all(uc: Uc, blob: bytes) -> None:
     touched = [n for n in _WRITE_ORDER if _OFFSETS[n] < len(blob)]
     if len(blob) < BLOB_SIZE:
         blob = blob + read_all(uc)[len(blob):]
-    fields = REGISTER_BLOB.parse(blob)
+    fields = _BLOB_CODEC.parse(blob)
     for n in touched:
         write_register(uc, n, fields[REGISTERS[n].name])
