@@ -1,0 +1,47 @@
+"""Tests of the core API's other consumers: ksym tracer, perf counting, ptrace debug registers.
+
+`access()` plays the emulated CPU's part for unit tests: it decodes what the
+register image of a CPU enforces (the DR0-DR3 + DR7 bits, through
+core.enforced_slots) and, if the access overlaps a slot, delivers one Hit
+for the instruction, as gdbstub/target/debugregs.py does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from gdbstub.hwbp import HW_BREAKPOINT_R, HW_BREAKPOINT_W, HW_BREAKPOINT_X, BreakpointCore, Hit
+
+IP = 0x401136
+
+
+def matching_slots(core: BreakpointCore, cpu: int, addr: int, size: int, access: int) -> tuple[int, ...]:
+    """DR indexes of `cpu` whose condition an access (or an instruction fetch) meets."""
+    found = []
+    for slot in core.enforced_slots(cpu):
+        if access == HW_BREAKPOINT_X:
+            if slot.access == HW_BREAKPOINT_X and slot.addr == addr:
+                found.append(slot.index)
+        elif slot.access & access & (HW_BREAKPOINT_R | HW_BREAKPOINT_W):
+            if addr < slot.addr + slot.length and slot.addr < addr + size:
+                found.append(slot.index)
+    return tuple(found)
+
+
+def access(
+    core: BreakpointCore,
+    addr: int,
+    size: int = 4,
+    kind: int = HW_BREAKPOINT_W,
+    *,
+    cpu: int = 0,
+    task: Hashable | None = None,
+    ip: int = IP,
+) -> tuple[tuple[int, ...], bool]:
+    """One instruction touches [addr, addr+size): (slots that fired, whether the CPU stops)."""
+    slots = matching_slots(core, cpu, addr, size, kind)
+    if not slots:
+        return (), False
+    hit = Hit(cpu=cpu, task=task if task is not None else core.current_task(cpu), ip=ip,
+              addr=addr, size=size, access=kind, slots=slots)
+    return slots, core.deliver(hit)
