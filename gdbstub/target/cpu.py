@@ -352,6 +352,8 @@ class Cpu:
         if fault is not None:
             self._unit.discard_accesses()
         hit = self._unit.take_hit(self.cpu_index, self.task, pc)
+        watches = () if hit is None else tuple(
+            WatchHit(s.addr, s.length, s.access, s.index) for s in map(self._unit.slot, hit.slots))
         event = self._stop_after_hooks()
         if event is not None:
             return event
@@ -360,20 +362,16 @@ class Cpu:
         if fault is not None:
             # Guest permissions were in force: a genuine violation.
             return self._signal_for_fault(fault)
-        if hit is not None and self._deliver(hit):
-            watches = tuple(
-                WatchHit(s.addr, s.length, s.access, s.index) for s in map(self._unit.slot, hit.slots))
-            return StopEvent(StopKind.WATCH, pc=self.pc, watches=watches,
-                             reason=f"access {hit.access} at {hit.addr:#x} size {hit.size}")
-        event = self._take_request()
-        if event is not None:
-            return event
         after = self.pc
         if after == pc + 1 and self.read_memory(pc, 1) == bytes([_HLT]):
             return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason="hlt in user mode")
         if after == pc:
             self._finish_rep(pc)
-        return None
+        # (watches were described before the handler runs: it may disarm its own slots)
+        if hit is not None and self._deliver(hit):
+            return StopEvent(StopKind.WATCH, pc=self.pc, watches=watches,
+                             reason=f"access {hit.access} at {hit.addr:#x} size {hit.size}")
+        return self._take_request()
 
     def _finish_rep(self, pc: int) -> None:
         """Leave a REP string instruction whose last iteration just ran.
@@ -390,7 +388,8 @@ class Cpu:
             fault = self._emulate(pc, 1)
         finally:
             self._suppress_at = None
-        assert fault is None, f"REP exit step faulted: {fault}"
+        if fault is not None:
+            raise RuntimeError(f"leaving a finished REP at {pc:#x} faulted: {fault}")
 
     def _emulate(self, begin: int, count: int) -> UcError | None:
         """One emu_start; a Python exception from a hook is re-raised here."""
@@ -412,6 +411,8 @@ class Cpu:
 
     def _stop_after_hooks(self) -> StopEvent | None:
         """What the hooks and the process recorded during the last emu_start."""
+        if self._hooks_stale:
+            self._apply_slots()       # changed by an execute-slot handler inside a code hook
         event, self._hook_stop = self._hook_stop, None
         if event is not None:
             return event
@@ -432,7 +433,6 @@ class Cpu:
         # instruction run: install the change, then run that one instruction
         # with RF so the handler is not called twice for one arrival.
         addr, self._resume_through = self._resume_through, None
-        self._apply_slots()
         return self._execute_one(addr, suppress=addr)
 
     def _deliver(self, hit: Hit) -> bool:

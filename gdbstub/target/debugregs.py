@@ -28,12 +28,13 @@ such a page then runs one instruction per fetch fault: exact but slow.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from unicorn import (
     UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_READ, UC_MEM_WRITE, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE,
-    Uc,
+    Uc, UcError,
 )
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_R, HW_BREAKPOINT_W, HW_BREAKPOINT_X, Hit, WatchSlot
@@ -67,6 +68,58 @@ def pages_of(addr: int, length: int) -> range:
     return range(first, last + PAGE_SIZE, PAGE_SIZE)
 
 
+class _MemoryHook:
+    """A read/write hook on all memory that can be added and removed cheaply.
+
+    `Uc.hook_add` builds a new ctypes thunk on every call (~30 us measured, the
+    largest single cost of a watched step); this keeps one thunk and calls
+    the C API directly when the binding exposes it (unicorn 2.1's
+    `unicorn_py3`), else falls back to hook_add/hook_del.
+    """
+
+    _KINDS = UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE
+
+    def __init__(self, uc: Uc, callback: Callable[..., object]) -> None:
+        self._uc = uc
+        self._callback = callback
+        self._handle: int | None = None
+        try:
+            from unicorn.unicorn_py3 import unicorn as binding
+            self._lib = binding.uclib
+            self._handle_type = binding.uc_hook_h
+            self._thunk = binding.HOOK_MEM_ACCESS_CFUNC(
+                lambda _engine, access, addr, size, value, _key: callback(uc, access, addr, size, value, None))
+            self._engine = uc._uch
+        except (ImportError, AttributeError):
+            self._lib = None
+
+    @property
+    def installed(self) -> bool:
+        return self._handle is not None
+
+    def add(self) -> None:
+        if self._lib is None:
+            self._handle = self._uc.hook_add(self._KINDS, self._callback)
+            return
+        handle = self._handle_type()
+        status = self._lib.uc_hook_add(self._engine, ctypes.byref(handle), self._KINDS, self._thunk,
+                                       None, ctypes.c_uint64(1), ctypes.c_uint64(0))
+        if status != 0:
+            raise UcError(status)
+        self._handle = handle.value
+
+    def remove(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        if self._lib is None:
+            self._uc.hook_del(handle)
+            return
+        status = self._lib.uc_hook_del(self._engine, self._handle_type(handle))
+        if status != 0:
+            raise UcError(status)
+
+
 @dataclass(frozen=True)
 class _Access:
     addr: int
@@ -95,13 +148,12 @@ class DebugUnit:
     ) -> None:
         self._uc = uc
         self._guest_perms = guest_perms
-        self._record_access = wrap_hook(self._on_memory_access)
+        self._memory_hook = _MemoryHook(uc, wrap_hook(self._on_memory_access))
         self._slots: tuple[WatchSlot, ...] = ()
         self._data_slots: tuple[WatchSlot, ...] = ()
         self._exec_slots: dict[int, tuple[int, ...]] = {}
         self._by_index: dict[int, WatchSlot] = {}
         self._removed: dict[int, int] = {}    # page -> UC_PROT bits taken away from the guest's
-        self._memory_hook: int | None = None
         self._first_match: _Access | None = None
         self._matched: set[int] = set()
 
@@ -125,7 +177,7 @@ class DebugUnit:
 
     @property
     def memory_hooks(self) -> int:
-        return 0 if self._memory_hook is None else 1
+        return 1 if self._memory_hook.installed else 0
 
     def exec_slots_at(self, addr: int) -> tuple[int, ...]:
         return self._exec_slots.get(addr, ())
@@ -169,13 +221,12 @@ class DebugUnit:
         self._matched.clear()
         # The whole address space: an access may start on the page before a
         # watched one, and the hook only lives for one instruction.
-        self._memory_hook = self._uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._record_access)
+        self._memory_hook.add()
 
     def end_step(self) -> None:
-        if self._memory_hook is None:
+        if not self._memory_hook.installed:
             return
-        self._uc.hook_del(self._memory_hook)
-        self._memory_hook = None
+        self._memory_hook.remove()
         self._protect()
 
     def take_hit(self, cpu: int, task: object, ip: int) -> Hit | None:

@@ -234,6 +234,22 @@ def test_rep_stosq_traps_after_the_iteration_that_wrote_the_range():
     assert len(rec.hits) == 1
 
 
+def test_rep_stosq_trap_on_the_last_iteration_leaves_the_instruction():
+    prog, cpu, rec = make_cpu("""
+        mov rdi, X
+        mov rcx, 3
+        mov rax, 2
+    insn:
+        rep stosq
+    next:
+        int3
+    """, [w(X + 16, 8)])
+    stop = cpu.run()
+    assert (stop.kind, stop.pc) == (StopKind.WATCH, prog["next"])
+    assert (reg(cpu, UC_X86_REG_RCX), reg(cpu, UC_X86_REG_RDI)) == (0, X + 24)
+    assert [q(cpu, X + 8 * i) for i in range(4)] == [2, 2, 2, 0]
+
+
 def test_rep_movsb_traps_per_iteration_on_the_source_with_an_access_slot():
     prog, cpu, rec = make_cpu(f"""
         mov rsi, X
@@ -618,3 +634,36 @@ def test_rep_iteration_step_writes_one_element():
     stop = cpu.run(step=True)                            # second iteration writes the watch
     assert (stop.kind, stop.pc, reg(cpu, UC_X86_REG_RCX)) == (StopKind.WATCH, prog["insn"], 1)
     assert reg(cpu, UC_X86_REG_RSI) == 0
+
+
+def test_stopping_handler_that_disarms_its_slot_still_reports_it():
+    prog, cpu, rec = make_cpu("""
+        add qword ptr [X], 1
+    next:
+        add qword ptr [X], 1
+        int3
+    """, [w(X, 8, index=3)])
+
+    def one_shot(hit: Hit) -> bool:
+        cpu.set_debug_slots([])
+        return True
+
+    cpu.on_debug_exception = one_shot
+    stop = cpu.run()
+    assert (stop.kind, stop.pc, stop.watches) == (StopKind.WATCH, prog["next"], (WatchHit(X, 8, 2, 3),))
+    assert cpu.run().signal == SIGTRAP and q(cpu, X) == 2
+
+
+def test_stopping_exec_handler_that_replaces_the_slots_inside_the_hook():
+    prog, cpu, rec = make_cpu(EXEC_LOOP, [])
+    cpu.set_debug_slots([WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X)])
+
+    def swap(hit: Hit) -> bool:
+        rec.hits.append(hit)
+        cpu.set_debug_slots([w(X, 8, index=1)])       # applied once the hook has returned
+        return True
+
+    cpu.on_debug_exception = swap
+    assert (cpu.run().kind, cpu.pc) == (StopKind.HWBREAK, prog["loop"])
+    assert cpu.hook_counts["code"] == 0 and cpu.debug_slots == (w(X, 8, index=1),)
+    assert (cpu.run().kind, q(cpu, X)) == (StopKind.WATCH, 1)
