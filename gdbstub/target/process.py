@@ -44,7 +44,7 @@ from unicorn.x86_const import (
     UC_X86_REG_RSP,
 )
 
-from gdbstub.target.elf import MMAP_BASE, PAGE_SIZE, ElfImage, ElfLoadError, page_down, page_up
+from gdbstub.target.elf import MMAP_BASE, PAGE_SIZE, ElfImage, ElfLoadError, page_up
 from gdbstub.target.syscalls import GuestFault, install_syscall_hook
 
 __all__ = [
@@ -238,7 +238,7 @@ def build_initial_stack(
     execfn_addr = push(execfn + b"\0")
     env_addrs = [push(s + b"\0") for s in reversed(envp)][::-1]
     arg_addrs = [push(s + b"\0") for s in reversed(argv)][::-1]
-    pad_to(blob, top, 16, push)
+    _pad_to(blob, top, 16, push)
     platform_addr = push(b"x86_64\0")
     random_addr = push(random16)
 
@@ -257,7 +257,7 @@ def build_initial_stack(
     return InitialStack(sp=sp, image=bytes(blob), auxv=auxv, execfn_addr=execfn_addr)
 
 
-def pad_to(blob: bytearray, top: int, align: int, push: Callable[[bytes], int]) -> None:
+def _pad_to(blob: bytearray, top: int, align: int, push: Callable[[bytes], int]) -> None:
     misalign = (top - len(blob)) % align
     if misalign:
         push(b"\0" * misalign)
