@@ -471,3 +471,4 @@ def test_rw_watch_on_a_stack_variable_in_a_real_program_does_not_disturb_it():
     stop = cpu.run()
     assert (stop.kind, stop.status) == (StopKind.EXITED, 0)
     assert out.getvalue() == b"counter=50\n"
+    assert hits and all(h.access in (1, 2) for h in hits)     # the slot did fire, on plain accesses
