@@ -148,7 +148,7 @@ class Machine:
     def run(self, step: bool) -> StopEvent:
         """Blocking: called in the worker thread. Returns the one StopEvent of this resume."""
         self.core.clear_dr6(self.CPU)   # as the kernel does on each #DB entry
-        event = self.cpu.run(step=step)
+        event = replace(self.cpu.run(step=step), thread=self.tid)
         if event.kind in (StopKind.EXITED, StopKind.KILLED):
             self._process_ended(event)
         elif event.kind is StopKind.WATCH and self.debugger is not None:

@@ -1,0 +1,105 @@
+"""The foundation, judged by the real gdb: connect with no local file, then debug as with gdbserver."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from tests.programs.build import build
+
+from .stub import GDB, run_gdb, run_gdb_interrupting
+
+
+def test_no_local_file_finds_symbols_through_exec_file_and_vfile(serve):
+    stub = serve("counter", "3", once=True)
+    out = run_gdb(stub.port, ["info symbol main", "info line bump", "kill"])
+    assert "from remote target..." in out
+    assert "main in section .text" in out
+    assert re.search(r'Line \d+ of "[^"]*counter.c" starts at address', out)
+
+
+def test_break_continue_next_step_finish_bt(serve):
+    stub = serve("counter", "3", once=True)
+    out = run_gdb(stub.port, [
+        "break main", "continue", "next", "next", "step", "bt", "finish", "kill",
+    ])
+    assert re.search(r"Breakpoint 1, main \(argc=\d+, argv=0x[0-9a-f]+\) at .*counter.c:\d+", out)
+    assert re.search(r"bump \(\) at .*counter.c:\d+", out)          # `step` entered bump
+    assert re.search(r"#0\s+bump \(\) at .*\n#1\s+0x[0-9a-f]+ in main", out)
+    after_finish = out.split("#1 ")[1]
+    assert re.search(r"\nmain \(argc=\d+, argv=0x[0-9a-f]+\) at .*counter.c:16\n", after_finish)  # finish returned
+
+
+def test_info_registers_print_and_set_var_change_the_program(serve):
+    stub = serve("counter", "10", once=True)
+    out = run_gdb(stub.port, [
+        "break bump", "continue", "info registers rip rsp eflags", "print counter",
+        "set var counter = 41", "print counter", "print $fs_base != 0", "delete", "continue",
+    ])
+    assert re.search(r"rip\s+0x[0-9a-f]+\s+0x[0-9a-f]+ <bump\+\d+>", out)
+    assert re.search(r"eflags\s+0x[0-9a-f]+\s+\[", out)
+    assert "$1 = 0" in out and "$2 = 41" in out
+    assert "$3 = 1" in out                                              # glibc set up TLS
+    assert "exited normally" in out
+    assert "counter=51" in stub.program_output()                        # 41 + the 10 bumps
+
+
+def test_x_i_disassembles_at_pc(serve):
+    stub = serve("counter", once=True)
+    out = run_gdb(stub.port, ["break bump", "continue", "x/8i $pc", "kill"])
+    lines = [line for line in out.splitlines() if re.match(r"(=> |   )0x[0-9a-f]+ <bump\+\d+>:", line)]
+    assert len(lines) == 8 and lines[0].startswith("=> ")
+
+
+def test_exit_code_is_reported(serve):
+    stub = serve("exitcode", once=True)
+    out = run_gdb(stub.port, ["continue"])
+    assert re.search(r"\[Inferior 1 \(.*\) exited with code 052\]", out)
+
+
+def test_segfault_is_sigsegv_at_the_faulting_store(serve):
+    stub = serve("segv", once=True)
+    out = run_gdb(stub.port, ["continue", "x/i $pc", "kill"])
+    assert "Program received signal SIGSEGV, Segmentation fault." in out
+    assert re.search(r"=> 0x[0-9a-f]+ <main\+\d+>:\s+mov", out)        # stopped on the store itself
+
+
+def test_abort_stops_with_sigabrt_then_kills_with_it(serve):
+    stub = serve("abort", once=True)
+    out = run_gdb(stub.port, ["continue", "continue"])
+    assert "Program received signal SIGABRT, Aborted." in out
+    assert "Program terminated with signal SIGABRT, Aborted." in out
+
+
+def test_ctrl_c_stops_a_spinning_loop(serve):
+    stub = serve("spin", once=True)
+    out = run_gdb_interrupting(stub.port, ["continue", "print spins > 0", "kill"], after=1.5)
+    assert "Program received signal SIGINT, Interrupt." in out
+    assert "$1 = 1" in out
+
+
+def test_detach_and_reconnect_keep_the_program_state(serve):
+    stub = serve("counter", "10")
+    first = run_gdb(stub.port, ["break bump", "continue", "continue", "continue", "print counter",
+                                "print/x $pc", "detach"])
+    assert "$1 = 2" in first
+    pc = re.search(r"\$2 = (0x[0-9a-f]+)", first).group(1)
+    second = run_gdb(stub.port, ["print counter", "print/x $pc", "info breakpoints", "continue"])
+    assert "$1 = 2" in second and f"$2 = {pc}" in second
+    assert "No breakpoints or watchpoints." in second                   # the first gdb's are gone
+    assert "exited normally" in second
+    assert "counter=10" in stub.program_output()
+
+
+def test_stdio_transport(need_gdb):
+    program = build("counter")
+    command = f"{sys.executable} -m gdbstub serve --stdio {program} 4"
+    result = subprocess.run(
+        [GDB, "-batch", "-nx", "-ex", f"target remote | {command}", "-ex", "break bump",
+         "-ex", "continue", "-ex", "print counter", "-ex", "delete", "-ex", "continue"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    out = result.stdout + result.stderr
+    assert "Breakpoint 1, bump ()" in out and "$1 = 0" in out
+    assert "exited normally" in out
+    assert "counter=4" in out        # the program's stdout went to stderr, which gdb passes through
