@@ -312,3 +312,59 @@ def test_symbol_table_values_may_carry_addr():
     tracer = KsymTracer(core, {"counter": Symbol(0x404028, 4, "object")})
     tracer.write_filter("counter:rw-")
     assert ksym_bps(core)[0].attr.bp_addr == 0x404028
+
+
+# --- on the emulated CPU (the trace_selftest_startup_ksym check) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def ksym_program():
+    from . import build_program, have_compiler
+
+    if not have_compiler():
+        pytest.skip("gcc is needed to build the test program")
+    return build_program("ksym_selftest")
+
+
+def run_traced(path, *filters):
+    import io
+
+    from gdbstub.target.events import StopKind
+    from gdbstub.target.machine import Machine
+
+    machine = Machine(str(path), [str(path)], stdout=io.BytesIO())
+    elf = machine.process.elf
+    tracer = KsymTracer(machine.core, elf.symbols, symbolize=elf.symbol_at,
+                        task_name=lambda task: f"ksym_selftest-{task.pid}")
+    for text in filters:
+        tracer.write_filter(text)
+    event = machine.run(step=False)
+    assert (event.kind, event.status) == (StopKind.EXITED, 0)       # a tracer never stops it
+    return machine, tracer
+
+
+def test_cpu_check_then_increment_gives_two_records(ksym_program):
+    machine, tracer = run_traced(ksym_program, "ksym_selftest_dummy:rw-\n")
+    records = tracer.records()
+    assert len(records) == 2
+    assert [machine.process.elf.symbol_at(r.ip).name for r in records] == ["check_and_bump"] * 2
+    assert records[0].ip < records[1].ip                                 # the load, then the store
+    assert machine.read_memory(machine.process.elf.symbols["ksym_selftest_dummy"].addr, 4) == (1).to_bytes(4, "little")
+
+
+def test_cpu_read_modify_write_is_one_record(ksym_program):
+    machine, tracer = run_traced(ksym_program, "rmw_target:rw-")
+    [record] = tracer.records()
+    assert machine.process.elf.symbol_at(record.ip)[:2] == ("add_one", 0)
+    line = tracer.trace().splitlines()[-1]
+    assert line.split()[1:] == ["[000]", "rmw_target+0x0/0x4", "RW", "add_one+0x0/0x8"]
+
+
+def test_cpu_write_only_filter_sees_only_the_store(ksym_program):
+    machine, tracer = run_traced(ksym_program, "ksym_selftest_dummy:-w-", "rmw_target:-w-")
+    assert tracer.profile().splitlines()[2:] == [
+        "  W             rmw_target                                         1",
+        "  W             ksym_selftest_dummy                                1",
+    ]
+    tracer.write_filter("*:---")
+    assert not machine.core.is_used() and machine.cpu.debug_slots == ()   # the CPU watches nothing now

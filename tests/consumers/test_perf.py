@@ -194,3 +194,31 @@ def test_user_only_modifier_skips_kernel_hits():
         access(core, COUNTER, ip=0x401000)
         access(core, COUNTER, ip=0xFFFF_FFFF_8100_0000)         # a kernel-mode ip
     assert session.counters[0].count == 1
+
+
+# --- on the emulated CPU ------------------------------------------------------------------------
+
+
+def test_cpu_perf_stat_on_the_counter_program():
+    """tests/programs/counter.c calls bump() N times; at -O0 `counter++` is a load and a
+    store, and printf's argument one more load: W = N, RW = 2N + 1, X on bump = N."""
+    import io
+
+    from gdbstub.target.events import StopKind
+    from gdbstub.target.machine import Machine
+    from tests.programs.build import build, have_compiler
+
+    if not have_compiler():
+        pytest.skip("gcc is needed to build the test program")
+    path = build("counter")
+    n = 7
+    machine = Machine(str(path), [str(path), str(n)], stdout=io.BytesIO())
+    events = ["mem:counter:w", "mem:counter:rw", "mem:counter:r", "mem:bump:x"]
+    session = PerfSession(machine.core, events, task=machine.process, symbols=machine.process.elf.symbols)
+    with session:
+        event = machine.run(step=False)
+    assert (event.kind, event.status) == (StopKind.EXITED, 0)       # counting never stopped it
+    assert machine.process.stdout.getvalue() == f"counter={n}\n".encode()
+    counts = {c.name: (c.count if c.supported else None) for c in session.counters}
+    assert counts == {"mem:counter:w": n, "mem:counter:rw": 2 * n + 1, "mem:counter:r": None, "mem:bump:x": n}
+    assert not machine.core.is_used()
