@@ -48,7 +48,7 @@ def test_info_registers_print_and_set_var_change_the_program(serve):
 def test_x_i_disassembles_at_pc(serve):
     stub = serve("counter", once=True)
     out = run_gdb(stub.port, ["break bump", "continue", "x/8i $pc", "kill"])
-    lines = [line for line in out.splitlines() if re.match(r"(=> |   )0x[0-9a-f]+ <\w+\+\d+>:", line)]
+    lines = [line for line in out.splitlines() if re.match(r"(=> |   )0x[0-9a-f]+ <\w+(\+\d+)?>:", line)]
     assert len(lines) == 8 and lines[0].startswith("=> 0x") and "<bump+" in lines[0]
 
 
