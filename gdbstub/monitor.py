@@ -29,8 +29,29 @@ def _disas(machine, args: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+_TYPE_NAMES = {1: "R", 2: "W", 3: "RW", 4: "X"}
+
+
+def _hwbp(machine, args: str) -> str:
+    """The debug-register slots of the emulated CPU and who holds them."""
+    core = machine.core
+    cpu = machine.CPU
+    lines = [f"{'cpu':<4}{'slot':<8}{'address':<20}{'len':<5}{'type':<6}{'owner':<8}{'hits':>8}"]
+    for bp in sorted(core.breakpoints(), key=lambda b: (core.slot_of(b, cpu) is None, core.slot_of(b, cpu) or 0)):
+        slot = core.slot_of(bp, cpu)
+        where = core.arch.slot_name(slot) if slot is not None else "-"
+        attr = bp.attr
+        lines.append(f"{cpu:<4}{where:<8}{attr.bp_addr:#018x}  {attr.bp_len:<5}"
+                     f"{_TYPE_NAMES.get(attr.bp_type, '?'):<6}{bp.owner:<8}{bp.count:>8}")
+    if len(lines) == 1:
+        lines.append("(no hardware breakpoints)")
+    lines.append(core.arch.describe_registers(core.registers(cpu)))
+    return "\n".join(lines) + "\n"
+
+
 COMMANDS: dict[str, tuple[Callable[..., str], str]] = {
     "help": (_help, "help                      this list"),
+    "hwbp": (_hwbp, "hwbp                      debug-register slots: owner, address, hits; raw DR6/DR7"),
     "disas": (_disas, "disas [ADDR] [COUNT]      disassemble COUNT instructions (default: 10 at pc)"),
 }
 

@@ -104,3 +104,11 @@ class DebugArch(abc.ABC):
     @abc.abstractmethod
     def clear_status(self, regs: Any) -> None:
         """Software clears the status register (x86: DR6 = DR6_RESERVED)."""
+
+    def slot_name(self, slot: int) -> str:
+        """How a person calls slot `slot` (x86: DR0-DR3)."""
+        return f"slot {slot}"
+
+    def describe_registers(self, regs: Any) -> str:
+        """The raw control/status values, one line, for `monitor hwbp`."""
+        return ""

@@ -139,3 +139,6 @@ class VirtDebugArch(DebugArch):
 
     def clear_status(self, regs: VirtDebugRegisters) -> None:
         regs.status = 0
+
+    def describe_registers(self, regs: VirtDebugRegisters) -> str:
+        return f"{len(regs.entries)} slots, status=0x{regs.status:x}"

@@ -266,6 +266,13 @@ class X86DebugArch(DebugArch):
             slots.append(WatchSlot(slot, regs.dr[slot] & ~(length - 1), length, access))
         return slots
 
+    def slot_name(self, slot: int) -> str:
+        return f"DR{slot}"
+
+    def describe_registers(self, regs: X86DebugRegisters) -> str:
+        addresses = " ".join(f"DR{n}=0x{value:x}" for n, value in enumerate(regs.dr))
+        return f"{addresses} DR6=0x{regs.dr6:08x} DR7=0x{regs.dr7:08x}"
+
     def record_hit(self, regs: X86DebugRegisters, slots: tuple[int, ...]) -> None:
         """Set DR6 Bn for each matching slot; the CPU never clears DR6 itself."""
         for slot in slots:
