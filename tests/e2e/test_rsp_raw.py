@@ -1,0 +1,533 @@
+"""The real server, in-process, over a real TCP socket, judged byte by byte against the RSP.
+
+Each test builds a Machine, serves it with `Server.serve_tcp` on 127.0.0.1 port 0 and talks to it
+with RspClient: through its codec (`request`) where only the payload matters, and through `Wire`
+(raw bytes on the client's socket) where the protocol fixes the exact bytes. Frames sent by `Wire`
+and the decoding of what it receives are written here from the GDB manual ("Overview"), not taken
+from the project's codec, so the codec is checked rather than trusted. Addresses come from the
+test program's own ELF file (pyelftools), instruction lengths from capstone.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import struct
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import capstone
+import pytest
+import trio
+from elftools.elf.elffile import ELFFile
+
+from gdbstub.rsp.client import RspClient
+from gdbstub.rsp.server import Server
+from gdbstub.target.machine import Machine
+from tests.programs.build import build, have_compiler
+
+TEST_SECONDS = 10          # every test body runs under trio.fail_after(TEST_SECONDS)
+QUIET_SECONDS = 0.3        # "nothing more arrives" means nothing within this long
+PROMPT_SECONDS = 2.0       # an answer the server should give "at once"
+
+# GDB File-I/O values (GDB manual, "Open Flags" and "Errno Values").
+FILEIO_O_WRONLY, FILEIO_O_CREAT, FILEIO_O_TRUNC = 0x1, 0x200, 0x400
+FILEIO_ENOENT, FILEIO_EACCES = 2, 13
+FILEIO_STAT_SIZE = 64
+# Linux auxv tags (include/uapi/linux/auxvec.h).
+AT_NULL, AT_PAGESZ, AT_ENTRY = 0, 6, 9
+# x86-64 register numbers in gdb's order: rbp, rsp, rip are what gdbserver expedites.
+RBP, RSP, RIP = 0x06, 0x07, 0x10
+
+ERROR_REPLY = re.compile(rb"E[0-9a-fA-F]{2}")
+
+
+# ----------------------------------------------------------------------------- wire helpers
+
+def frame(payload: bytes) -> bytes:
+    """`$payload#cs`, the checksum being the payload's byte sum modulo 256 (GDB manual, Overview)."""
+    return b"$%b#%02x" % (payload, sum(payload) & 0xFF)
+
+
+def escape_binary(data: bytes) -> bytes:
+    """What gdb does to binary data: '#', '$', '}' and '*' become '}' + byte^0x20."""
+    out = bytearray()
+    for byte in data:
+        if byte in b"#$}*":
+            out += bytes((0x7D, byte ^ 0x20))
+        else:
+            out.append(byte)
+    return bytes(out)
+
+
+def decode_reply(wire: bytes) -> bytes:
+    """A stub's payload as it appeared on the wire -> data: expand `c*N` runs, then undo escapes."""
+    expanded = bytearray()
+    i = 0
+    while i < len(wire):
+        if wire[i] == ord("*"):
+            expanded += expanded[-1:] * (wire[i + 1] - 29)
+            i += 2
+        else:
+            expanded.append(wire[i])
+            i += 1
+    data = bytearray()
+    bytes_iter = iter(expanded)
+    for byte in bytes_iter:
+        data.append(next(bytes_iter) ^ 0x20 if byte == 0x7D else byte)
+    return bytes(data)
+
+
+def split_frame(raw: bytes) -> bytes:
+    """The wire payload of one complete frame (`$...#cs`), after checking its checksum."""
+    match = re.fullmatch(rb"\$([^#$]*)#([0-9a-f]{2})", raw, re.DOTALL)
+    assert match, f"not one frame: {raw!r}"
+    assert int(match[2], 16) == sum(match[1]) & 0xFF, f"bad checksum in {raw!r}"
+    return match[1]
+
+
+class Wire:
+    """Raw bytes over an RspClient's socket: what was sent is exactly what is checked."""
+
+    def __init__(self, client: RspClient) -> None:
+        self.client = client
+        self.pending = bytearray()
+
+    async def send(self, data: bytes) -> None:
+        await self.client.send_raw(data)
+
+    async def _fill(self) -> None:
+        data = await self.client.receive_raw()
+        if not data:
+            raise EOFError(f"the server closed the connection; unread: {bytes(self.pending)!r}")
+        self.pending += data
+
+    async def read(self, count: int) -> bytes:
+        while len(self.pending) < count:
+            await self._fill()
+        out = bytes(self.pending[:count])
+        del self.pending[:count]
+        return out
+
+    async def read_frame(self) -> bytes:
+        """Everything up to the end of the next frame: any '+'/'-' before it, then `$...#cs`."""
+        while True:
+            start = self.pending.find(b"$")
+            end = self.pending.find(b"#", start + 1) if start >= 0 else -1
+            if end >= 0 and len(self.pending) >= end + 3:
+                return await self.read(end + 3)
+            await self._fill()
+
+    async def request(self, payload: bytes) -> bytes:
+        """One exchange in ack mode: our frame, the server's '+', its reply frame, our '+'."""
+        await self.send(frame(payload))
+        raw = await self.read_frame()
+        assert raw[:1] == b"+", f"no ack before the reply to {payload[:30]!r}: {raw!r}"
+        await self.send(b"+")
+        return decode_reply(split_frame(raw[1:]))
+
+    async def silence(self, seconds: float = QUIET_SECONDS) -> bytes:
+        """Whatever arrives within `seconds` (b"" when the server keeps quiet), unread bytes first."""
+        with trio.move_on_after(seconds):
+            while True:
+                await self._fill()
+        out = bytes(self.pending)
+        self.pending.clear()
+        return out
+
+    async def until_eof(self) -> bytes:
+        """All bytes up to the server closing the connection (bounded by the test's deadline)."""
+        while True:
+            data = await self.client.receive_raw()
+            if not data:
+                out = bytes(self.pending)
+                self.pending.clear()
+                return out
+            self.pending += data
+
+
+def stop_fields(reply: bytes) -> tuple[int, dict[bytes, bytes]]:
+    """`T<sig>n:r;n:r;...` -> (signal, {n: r}); asserts the T shape."""
+    match = re.fullmatch(rb"T([0-9a-f]{2})((?:[0-9a-zA-Z]+:[0-9a-f]*;)*)", reply)
+    assert match, f"not a T stop reply: {reply!r}"
+    pairs = dict(pair.split(b":", 1) for pair in match[2].split(b";") if pair)
+    return int(match[1], 16), pairs
+
+
+def register(fields: dict[bytes, bytes], regnum: int) -> int:
+    value = fields[b"%02x" % regnum]
+    assert len(value) == 16, f"register {regnum:#x} is not 8 bytes: {value!r}"
+    return int.from_bytes(bytes.fromhex(value.decode()), "little")
+
+
+# ----------------------------------------------------------------------------- program facts
+
+@dataclass(frozen=True)
+class Program:
+    path: str
+    entry: int
+    symbols: dict[str, tuple[int, int]]   # name -> (address, size), functions and objects
+    data_end: int          # end of the last PT_LOAD, page-rounded: the empty brk area begins here
+
+    def addr(self, name: str) -> int:
+        return self.symbols[name][0]
+
+    def contains(self, name: str, addr: int) -> bool:
+        start, size = self.symbols[name]
+        return start <= addr < start + size
+
+    @classmethod
+    def load(cls, name: str) -> Program:
+        path = str(build(name))
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            assert elf["e_type"] == "ET_EXEC", "the raw tests assume a non-PIE static program"
+            symbols = {sym.name: (sym["st_value"], sym["st_size"]) for sym in elf.get_section_by_name(".symtab").iter_symbols()
+                       if sym.name and sym["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT")}
+            loads = [seg for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD"]
+            end = max(seg["p_vaddr"] + seg["p_memsz"] for seg in loads)
+            return cls(path, elf["e_entry"], symbols, (end + 0xFFF) & ~0xFFF)
+
+
+@pytest.fixture(scope="module")
+def counter() -> Program:
+    if not have_compiler():
+        pytest.skip("gcc is not installed (.ci/run installs it)")
+    return Program.load("counter")
+
+
+@pytest.fixture(scope="module")
+def spin() -> Program:
+    if not have_compiler():
+        pytest.skip("gcc is not installed (.ci/run installs it)")
+    return Program.load("spin")
+
+
+# ----------------------------------------------------------------------------- the served machine
+
+@dataclass
+class Served:
+    machine: Machine
+    server: Server
+    port: int
+    clients: list[RspClient] = field(default_factory=list)
+
+    async def connect(self) -> RspClient:
+        client = await RspClient.connect("127.0.0.1", self.port)
+        self.clients.append(client)
+        return client
+
+    async def wire(self) -> Wire:
+        return Wire(await self.connect())
+
+    async def wait_idle(self) -> None:
+        """Until the server has finished with its client (it closed, or we did)."""
+        while self.server.busy:
+            await trio.sleep(0.01)
+
+    async def shutdown(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+        # The connection sees EOF and stops the CPU itself; bounded, then stop it regardless,
+        # because a CPU thread that never returns would keep the cancelled nursery waiting.
+        with trio.move_on_after(5):
+            await self.wait_idle()
+        if self.server.busy:
+            self.machine.detach_stop()
+        self.server.done.set()
+
+
+@pytest.fixture
+async def serve(nursery):
+    """`await serve(program, *args, debug_arch=...)` -> Served: a Machine behind a real listening socket."""
+    started: list[Served] = []
+
+    async def start(program: Program, *args: str, debug_arch: str = "x86") -> Served:
+        machine = Machine(program.path, [program.path, *args], debug_arch=debug_arch,
+                          stdout=io.BytesIO(), stderr=io.BytesIO())
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        server = Server(machine)
+        await nursery.start(server.serve_tcp, listeners)
+        served = Served(machine, server, port)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        await served.shutdown()
+
+
+async def monitor_hwbp(client: RspClient) -> tuple[list[tuple[str, int, int, str]], int]:
+    """`monitor hwbp` -> ([(slot, addr, len, type) held by gdb], DR7's count of enabled slots)."""
+    text = await client.monitor("hwbp")
+    rows = re.findall(r"^\s*\d+\s+(\S+)\s+0x([0-9a-f]+)\s+(\d+)\s+(\S+)\s+gdb\s+\d+\s*$", text, re.MULTILINE)
+    held = [(slot, int(addr, 16), int(length), kind) for slot, addr, length, kind in rows if slot != "-"]
+    dr7 = re.search(r"DR7=0x([0-9a-f]+)", text)
+    assert dr7, f"no DR7 in monitor hwbp output:\n{text}"
+    enabled = sum(1 for n in range(4) if int(dr7[1], 16) >> (2 * n) & 0b11)   # Ln/Gn pairs
+    return held, enabled
+
+
+async def step_rip(client: RspClient, tid: int) -> int:
+    signal, fields = stop_fields(await client.request(b"vCont;s:%x" % tid))
+    assert signal == 5
+    return register(fields, RIP)
+
+
+async def packet_size(wire: Wire) -> int:
+    features = await wire.request(b"qSupported")
+    match = re.search(rb"(?:^|;)PacketSize=([0-9a-f]+)(?:;|$)", features)
+    assert match, f"no PacketSize in {features!r}"
+    return int(match[1], 16)
+
+
+async def stack_scratch(client: RspClient | Wire, below: int = 0x200) -> int:
+    """An address in the mapped stack, below the initial rsp (nothing the program has used yet)."""
+    _, fields = stop_fields(await client.request(b"?"))
+    return (register(fields, RSP) - below) & ~0xF
+
+
+def rss_kib(field_name: str) -> int:
+    status = Path("/proc/self/status").read_text()
+    match = re.search(rf"^{field_name}:\s+(\d+) kB", status, re.MULTILINE)
+    assert match, f"no {field_name} in /proc/self/status"
+    return int(match[1])
+
+
+# ============================================================================= framing and acks
+
+async def test_bad_checksum_gets_minus_is_not_executed_and_the_next_packet_works(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        wire = await served.wire()
+        addr = counter.addr("counter")
+        write = b"M%x,4:2a000000" % addr
+        await wire.send(b"$%b#%02x" % (write, (sum(write) + 1) & 0xFF))
+        assert await wire.read(1) == b"-"
+        await wire.send(b"$%b#zz" % write)                  # checksum digits that are not hex
+        assert await wire.read(1) == b"-"
+        assert await wire.silence() == b"", "a refused packet must get no reply"
+        assert await wire.request(b"m%x,4" % addr) == b"00000000", "the refused M was executed"
+        # The resend gdb would make after the '-' goes through.
+        await wire.send(frame(write))
+        assert await wire.read_frame() == b"+" + frame(b"OK")
+        await wire.send(b"+")
+        assert await wire.request(b"m%x,4" % addr) == b"2a000000"
+
+
+async def test_nack_makes_the_server_resend_the_same_reply_bytes(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        wire = await served.wire()
+        await wire.send(frame(b"m%x,20" % counter.entry))
+        raw = await wire.read_frame()
+        assert raw[:1] == b"+"
+        reply = raw[1:]
+        split_frame(reply)
+        for _ in range(2):
+            await wire.send(b"-")
+            assert await wire.read(len(reply)) == reply
+        await wire.send(b"+")
+        assert await wire.silence() == b""
+
+
+@pytest.mark.parametrize("before", [[], [b"qSupported:swbreak+;hwbreak+", b"vMustReplyEmpty"]],
+                         ids=["first-packet-like-lldb", "after-qSupported-like-gdb"])
+async def test_no_ack_mode_ok_is_acked_then_no_more_plus(serve, counter, before):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        wire = await served.wire()
+        await wire.send(b"+")                                # gdb's unsolicited ack on connecting
+        for payload in before:
+            await wire.request(payload)
+        await wire.send(frame(b"QStartNoAckMode"))
+        assert await wire.read_frame() == b"+" + frame(b"OK")
+        await wire.send(b"+")                                # the OK itself is still acknowledged
+        await wire.send(frame(b"qC"))
+        raw = await wire.read_frame()
+        assert raw == frame(b"QC%x" % served.machine.tid), f"expected a bare frame, got {raw!r}"
+        await wire.send(frame(b"m%x,4" % counter.addr("counter")))
+        raw = await wire.read_frame()
+        assert raw[:1] == b"$", f"an ack in no-ack mode: {raw!r}"
+        assert decode_reply(split_frame(raw)) == b"00000000"
+        assert await wire.silence() == b"", "nothing may follow the reply in no-ack mode"
+
+
+# ============================================================================= binary data and RLE
+
+async def test_X_with_escaped_bytes_writes_exactly_those_bytes(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        wire = await served.wire()
+        addr = await stack_scratch(wire)
+        data = b"a#b$c}d*e\x03f\x00g"
+        escaped = escape_binary(data)
+        assert escaped.count(b"}") == 4                      # '#', '$', '}', '*' went out escaped
+        assert await wire.request(b"X%x,%x:%b" % (addr, len(data), escaped)) == b"OK"
+        assert await wire.request(b"m%x,%x" % (addr, len(data))) == data.hex().encode()
+        # The 0x03 inside the packet was data, not a Ctrl-C: a step stops with SIGTRAP, not SIGINT.
+        signal, _ = stop_fields(await wire.request(b"vCont;s"))
+        assert signal == 5
+
+
+async def test_m_reply_is_run_length_encoded_on_the_wire(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        wire = await served.wire()
+        addr = await stack_scratch(wire)
+        assert await wire.request(b"M%x,40:%b" % (addr, b"00" * 64)) == b"OK"
+        await wire.send(frame(b"m%x,40" % addr))
+        raw = await wire.read_frame()
+        await wire.send(b"+")
+        payload = split_frame(raw[1:])
+        assert b"*" in payload and len(payload) < 128, f"not run-length encoded: {payload!r}"
+        assert decode_reply(payload) == b"0" * 128
+        # Runs of 7 and 8 characters need counts 6 and 7, which would be '#' and '$' (GDB manual,
+        # Overview): the stub must write them another way.
+        data = bytes.fromhex("11111112" "00" "11111111" "22")
+        assert await wire.request(b"M%x,%x:%b" % (addr, len(data), data.hex().encode())) == b"OK"
+        await wire.send(frame(b"m%x,%x" % (addr, len(data))))
+        raw = await wire.read_frame()
+        await wire.send(b"+")
+        payload = split_frame(raw[1:])
+        assert not re.search(rb"\*[#$]", payload)
+        assert decode_reply(payload) == data.hex().encode()
+
+
+# ============================================================================= packet size
+
+async def test_largest_packet_is_taken_one_more_byte_is_refused_and_the_server_goes_on(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        wire = await served.wire()
+        size = await packet_size(wire)
+        # A frame of exactly PacketSize bytes ('$' and '#cs' included) is within every reading of
+        # the manual; a payload of PacketSize + 1 bytes is beyond every reading.
+        fits = b"qFooBar:" + b"z" * (size - 4 - len(b"qFooBar:"))
+        assert len(frame(fits)) == size
+        assert await wire.request(fits) == b""
+        too_big = b"qFooBar:" + b"z" * (size + 1 - len(b"qFooBar:"))
+        await wire.send(frame(too_big))
+        assert await wire.read(1) == b"-"
+        assert await wire.silence() == b""
+        assert await wire.request(b"qC") == b"QC%x" % served.machine.tid
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "GDB manual, qSupported: PacketSize 'is a limit on the data characters in the packet, not "
+    "including the frame and checksum' (gdbserver accepts PacketSize payload bytes); the server "
+    "refuses payloads longer than PacketSize - 4 with '-'"))
+async def test_payload_of_exactly_packet_size_bytes_is_accepted(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        wire = await served.wire()
+        size = await packet_size(wire)
+        payload = b"qFooBar:" + b"z" * (size - len(b"qFooBar:"))
+        await wire.send(frame(payload))
+        assert await wire.read(1) == b"+", "refused"
+        assert await wire.read_frame() == frame(b"")
+
+
+async def test_multi_megabyte_flood_is_drained_without_buffering_and_the_server_answers(serve, counter):
+    flood_bytes = 32 << 20
+    chunk = b"a" * 65536
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        wire = await served.wire()
+        await packet_size(wire)
+        try:
+            Path("/proc/self/clear_refs").write_text("5")    # reset VmHWM to the current RSS
+            peak_known = True
+        except OSError:
+            peak_known = False
+        rss_before = rss_kib("VmRSS")
+        started = trio.current_time()
+        await wire.send(b"$")
+        for _ in range(flood_bytes // len(chunk)):
+            await wire.send(chunk)
+        await wire.send(b"#00")
+        assert await wire.read(1) == b"-"
+        with trio.fail_after(PROMPT_SECONDS):
+            assert await wire.request(b"qC") == b"QC%x" % served.machine.tid
+        elapsed = trio.current_time() - started
+        grown_kib = (rss_kib("VmHWM") if peak_known else rss_kib("VmRSS")) - rss_before
+        print(f"flood of {flood_bytes >> 20} MiB drained in {elapsed:.2f} s; "
+              f"peak RSS grew {grown_kib} KiB (peak measured: {peak_known})")
+        assert grown_kib < (flood_bytes >> 10) // 4, f"the server buffered the flood: +{grown_kib} KiB"
+
+
+# ============================================================================= replies to odd packets
+
+@pytest.mark.parametrize("packet, expected", [
+    (b"qFooBar", b""),
+    (b"vMustReplyEmpty", b""),
+    (b"m zz", b"E16"),
+    (b"Z2,xyz", b"E16"),
+])
+async def test_unknown_packets_reply_empty_and_malformed_ones_E16(serve, counter, packet, expected):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        wire = await served.wire()
+        assert await wire.request(packet) == expected
+        assert await wire.request(b"qC") == b"QC%x" % served.machine.tid
+
+
+async def test_unmapped_memory_reads_and_writes(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        assert ERROR_REPLY.fullmatch(await client.request(b"m0,4"))
+        hole = counter.data_end                 # the brk area: nothing mapped before the first brk()
+        assert ERROR_REPLY.fullmatch(await client.request(b"m%x,1" % hole))
+        readable = await client.request(b"m%x,4" % (hole - 4))
+        assert len(readable) == 8
+        assert await client.request(b"m%x,8" % (hole - 4)) == readable, "not the readable prefix"
+        assert ERROR_REPLY.fullmatch(await client.request(b"M0,1:00"))
+        assert ERROR_REPLY.fullmatch(await client.request(b"M%x,2:0000" % hole))
+        assert ERROR_REPLY.fullmatch(await client.write_memory_binary(0, b"\x00"))
+        assert ERROR_REPLY.fullmatch(await client.write_memory_binary(hole, b"\x01\x02"))
+        assert await client.request(b"m%x,4" % (hole - 4)) == readable
+
+
+# ============================================================================= queries
+
+async def test_qSupported_lists_exactly_what_is_implemented(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        offer = (b"qSupported:multiprocess+;swbreak+;hwbreak+;qRelocInsn+;fork-events+;vfork-events+;"
+                 b"exec-events+;vContSupported+;QThreadEvents+;no-resumed+;memory-tagging+;xmlRegisters=i386")
+        features = (await client.request(offer)).split(b";")
+        sizes = [f for f in features if f.startswith(b"PacketSize=")]
+        assert len(sizes) == 1 and re.fullmatch(rb"PacketSize=[0-9a-f]+", sizes[0])
+        assert int(sizes[0].split(b"=")[1], 16) >= 0x1000
+        assert sorted(f for f in features if f not in sizes) == sorted([
+            b"QStartNoAckMode+", b"qXfer:features:read+", b"qXfer:exec-file:read+",
+            b"qXfer:auxv:read+", b"swbreak+", b"hwbreak+", b"vContSupported+",
+        ])
+
+
+async def test_status_thread_and_misc_queries(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        tid = served.machine.tid
+        question = await client.request(b"?")
+        assert question.startswith(b"T05")
+        signal, fields = stop_fields(question)
+        assert signal == 5
+        assert fields[b"thread"] == b"%x" % tid
+        assert question.endswith(b"thread:%x;" % tid)
+        assert register(fields, RIP) == counter.entry
+        register(fields, RBP), register(fields, RSP)          # expedited, 8 bytes each
+        assert await client.request(b"vCont?") == b"vCont;c;C;s;S;t"
+        assert await client.request(b"qC") == b"QC%x" % tid
+        assert await client.request(b"qfThreadInfo") == b"m%x" % tid
+        assert await client.request(b"qsThreadInfo") == b"l"
+        assert await client.request(b"qAttached") == b"0"    # we started the program
+        assert await client.request(b"qOffsets") == b"Text=0;Data=0;Bss=0"   # non-PIE: no bias
+        assert await client.request(b"qSymbol::") == b"OK"
+        assert await client.request(b"qTStatus") == b""
