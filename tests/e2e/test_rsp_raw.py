@@ -156,6 +156,12 @@ def stop_fields(reply: bytes) -> tuple[int, dict[bytes, bytes]]:
     return int(match[1], 16), pairs
 
 
+def assert_expedited(fields: dict[bytes, bytes]) -> None:
+    """rbp, rsp and rip ride along in the stop reply, 8 bytes each, as gdbserver sends them."""
+    for regnum in (RBP, RSP, RIP):
+        register(fields, regnum)
+
+
 def register(fields: dict[bytes, bytes], regnum: int) -> int:
     value = fields[b"%02x" % regnum]
     assert len(value) == 16, f"register {regnum:#x} is not 8 bytes: {value!r}"
@@ -184,7 +190,8 @@ class Program:
         with open(path, "rb") as f:
             elf = ELFFile(f)
             assert elf["e_type"] == "ET_EXEC", "the raw tests assume a non-PIE static program"
-            symbols = {sym.name: (sym["st_value"], sym["st_size"]) for sym in elf.get_section_by_name(".symtab").iter_symbols()
+            symbols = {sym.name: (sym["st_value"], sym["st_size"])
+                       for sym in elf.get_section_by_name(".symtab").iter_symbols()
                        if sym.name and sym["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT")}
             loads = [seg for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD"]
             end = max(seg["p_vaddr"] + seg["p_memsz"] for seg in loads)
@@ -329,7 +336,8 @@ async def test_nack_makes_the_server_resend_the_same_reply_bytes(serve, counter)
         split_frame(reply)
         for _ in range(2):
             await wire.send(b"-")
-            assert await wire.read(len(reply)) == reply
+            with trio.fail_after(PROMPT_SECONDS):
+                assert await wire.read(len(reply)) == reply
         await wire.send(b"+")
         assert await wire.silence() == b""
 
@@ -522,7 +530,7 @@ async def test_status_thread_and_misc_queries(serve, counter):
         assert fields[b"thread"] == b"%x" % tid
         assert question.endswith(b"thread:%x;" % tid)
         assert register(fields, RIP) == counter.entry
-        register(fields, RBP), register(fields, RSP)          # expedited, 8 bytes each
+        assert_expedited(fields)
         assert await client.request(b"vCont?") == b"vCont;c;C;s;S;t"
         assert await client.request(b"qC") == b"QC%x" % tid
         assert await client.request(b"qfThreadInfo") == b"m%x" % tid
@@ -531,3 +539,361 @@ async def test_status_thread_and_misc_queries(serve, counter):
         assert await client.request(b"qOffsets") == b"Text=0;Data=0;Bss=0"   # non-PIE: no bias
         assert await client.request(b"qSymbol::") == b"OK"
         assert await client.request(b"qTStatus") == b""
+
+
+# ============================================================================= qXfer
+
+async def test_target_xml_read_in_small_chunks_reassembles(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        chunk, offset, parts, markers = 0x40, 0, [], []
+        while True:
+            reply = await client.request(b"qXfer:features:read:target.xml:%x,%x" % (offset, chunk))
+            assert reply[:1] in (b"m", b"l") and len(reply) - 1 <= chunk, reply[:40]
+            markers.append(reply[:1])
+            parts.append(reply[1:])
+            offset += len(reply) - 1
+            if reply[:1] == b"l":
+                break
+            assert len(reply) > 1, "an 'm' reply must carry data"
+        assert len(markers) > 2 and set(markers[:-1]) == {b"m"}
+        document = b"".join(parts)
+        root = ET.fromstring(document)
+        assert root.tag == "target"
+        assert root.findtext("architecture") == "i386:x86-64"
+        regs = {reg.get("name"): int(reg.get("regnum")) for reg in root.iter("reg")}
+        # The expedited registers of a stop reply are numbered as the description numbers them.
+        assert (regs["rbp"], regs["rsp"], regs["rip"]) == (RBP, RSP, RIP)
+        assert ERROR_REPLY.fullmatch(await client.request(b"qXfer:features:read:nosuch.xml:0,40"))
+
+
+async def test_auxv_and_exec_file(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        reply = await client.request(b"qXfer:auxv:read::0,1000")
+        assert reply[:1] == b"l"
+        auxv = reply[1:]
+        assert len(auxv) % 16 == 0
+        pairs = list(struct.iter_unpack("<QQ", auxv))
+        assert pairs[-1] == (AT_NULL, 0)
+        entries = dict(pairs)
+        assert entries[AT_ENTRY] == counter.entry
+        assert entries[AT_PAGESZ] == 4096
+        reply = await client.request(b"qXfer:exec-file:read::0,1000")
+        assert reply[:1] == b"l"
+        assert os.path.realpath(reply[1:].decode()) == os.path.realpath(counter.path)
+
+
+# ============================================================================= host I/O
+
+async def test_vfile_reads_the_program_and_nothing_else(serve, counter, tmp_path):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        program = Path(counter.path)
+        contents = program.read_bytes()
+        assert await client.request(b"vFile:setfs:0") == b"F0"
+        reply = await client.request(b"vFile:open:%b,0,0" % program_hex(program))
+        fd = int(re.fullmatch(rb"F([0-9a-f]+)", reply)[1], 16)
+        assert await client.request(b"vFile:pread:%x,100,0" % fd) == b"F100;" + contents[:0x100]
+        assert await client.request(b"vFile:pread:%x,40,1000" % fd) == b"F40;" + contents[0x1000:0x1040]
+        reply = await client.request(b"vFile:fstat:%x" % fd)
+        assert reply.startswith(b"F40;") and len(reply) == 4 + FILEIO_STAT_SIZE
+        # gdb's struct stat: 32-bit dev, ino, mode, nlink, uid, gid, rdev; 64-bit size, ...; big-endian.
+        st_mode = struct.unpack_from(">I", reply, 4 + 8)[0]
+        st_size = struct.unpack_from(">Q", reply, 4 + 28)[0]
+        assert st_mode & 0o170000 == 0o100000
+        assert st_size == len(contents)
+        assert await client.request(b"vFile:close:%x" % fd) == b"F0"
+        assert await client.request(b"vFile:open:%b,0,0" % program_hex(Path("/etc/passwd"))) == \
+            b"F-1,%x" % FILEIO_ENOENT
+        created = tmp_path / "created-by-gdb"
+        flags = FILEIO_O_WRONLY | FILEIO_O_CREAT | FILEIO_O_TRUNC
+        assert await client.request(b"vFile:open:%b,%x,1a4" % (program_hex(created), flags)) == \
+            b"F-1,%x" % FILEIO_EACCES
+        assert not created.exists()
+        assert await client.request(b"vFile:open:%b,%x,0" % (program_hex(program), FILEIO_O_WRONLY)) == \
+            b"F-1,%x" % FILEIO_EACCES
+        assert program.read_bytes() == contents
+
+
+def program_hex(path: Path) -> bytes:
+    return os.fsencode(path).hex().encode()
+
+
+# ============================================================================= running, Ctrl-C, stepping
+
+async def test_ctrl_c_gives_exactly_one_T02_and_a_queued_one_stops_the_next_resume_at_once(serve, spin):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(spin)
+        wire = await served.wire()
+        tid = served.machine.tid
+        spins = spin.addr("spins")
+        # Run to main first, so that the interrupt lands in its endless loop.
+        assert await wire.request(b"Z0,%x,1" % spin.addr("main")) == b"OK"
+        signal, fields = stop_fields(await wire.request(b"vCont;c:%x" % tid))
+        assert signal == 5 and register(fields, RIP) == spin.addr("main")
+        assert await wire.request(b"z0,%x,1" % spin.addr("main")) == b"OK"
+        await wire.send(frame(b"vCont;c:%x" % tid))
+        assert await wire.read(1) == b"+"
+        await trio.sleep(0.1)
+        assert await wire.silence(0.05) == b"", "a reply while the program runs"
+        await wire.send(b"\x03")
+        with trio.fail_after(PROMPT_SECONDS):
+            raw = await wire.read_frame()
+        await wire.send(b"+")
+        signal, fields = stop_fields(decode_reply(split_frame(raw)))
+        assert signal == 2 and fields[b"thread"] == b"%x" % tid
+        assert_expedited(fields)
+        assert spin.contains("main", register(fields, RIP))
+        assert await wire.silence() == b"", "a second reply to one Ctrl-C"
+        stopped_at = register(fields, RIP)
+        count = await wire.request(b"m%x,8" % spins)
+
+        # Stopped: the interrupt is queued, not answered ...
+        await wire.send(b"\x03")
+        assert await wire.silence() == b""
+        # ... and the next resume stops before running anything.
+        await wire.send(frame(b"vCont;c:%x" % tid))
+        with trio.fail_after(PROMPT_SECONDS):
+            raw = await wire.read_frame()
+        await wire.send(b"+")
+        assert raw[:1] == b"+"
+        signal, fields = stop_fields(decode_reply(split_frame(raw[1:])))
+        assert signal == 2
+        assert register(fields, RIP) == stopped_at
+        assert await wire.request(b"m%x,8" % spins) == count
+        assert await wire.silence() == b""
+
+
+async def test_vcont_step_advances_pc_by_one_instruction(serve, counter):
+    disassembler = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    disassembler.detail = True
+    branches = {capstone.CS_GRP_JUMP, capstone.CS_GRP_CALL, capstone.CS_GRP_RET, capstone.CS_GRP_INT}
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        tid = served.machine.tid
+        _, fields = stop_fields(await client.request(b"?"))
+        pc = register(fields, RIP)
+        assert pc == counter.entry
+        checked = 0
+        for _ in range(6):
+            code = bytes.fromhex((await client.request(b"m%x,10" % pc)).decode())
+            insn = next(disassembler.disasm(code, pc))
+            signal, fields = stop_fields(await client.request(b"vCont;s:%x" % tid))
+            assert signal == 5 and fields[b"thread"] == b"%x" % tid
+            new_pc = register(fields, RIP)
+            if not branches & set(insn.groups):
+                assert new_pc == pc + insn.size, f"{insn.mnemonic} {insn.op_str} at {pc:#x}"
+                checked += 1
+            pc = new_pc
+        assert checked >= 2
+
+
+# ============================================================================= Z / z on the x86 debug registers
+
+async def test_Z_types_reply_as_gdbserver_does_on_x86_64(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        base = counter.addr("counter") & ~0x1F
+        assert await client.request(b"Z2,%x,8" % base) == b"OK"
+        assert await client.request(b"Z3,%x,4" % (base + 8)) == b""      # x86 has no read-only watch
+        assert await client.request(b"Z4,%x,4" % (base + 8)) == b"OK"
+        assert await client.request(b"Z9,%x,4" % base) == b""
+        assert await client.request(b"z9,%x,4" % base) == b""
+        held, enabled = await monitor_hwbp(client)
+        assert sorted((addr, length, kind) for _, addr, length, kind in held) == \
+            [(base, 8, "W"), (base + 8, 4, "RW")]
+        assert enabled == 2
+        assert await client.request(b"z2,%x,8" % base) == b"OK"
+        assert await client.request(b"z4,%x,4" % (base + 8)) == b"OK"
+        assert await monitor_hwbp(client) == ([], 0)
+
+
+# (offset from a 32-byte aligned base, length) -> the aligned pieces gdbserver's x86-dregs.c makes,
+# or None where more than 4 are needed (reference notes §2.1/§2.2).
+SPLITS = [
+    (0, 0x10, [(0, 8), (8, 8)]),
+    (0, 0x20, [(0, 8), (8, 8), (16, 8), (24, 8)]),
+    (1, 0x3, [(1, 1), (2, 2)]),
+    (0, 0x21, None),
+    (1, 0xC, None),        # 1@+1, 2@+2, 4@+4, 4@+8, 1@+12: five
+]
+
+
+@pytest.mark.parametrize("offset, length, pieces", SPLITS,
+                         ids=[f"{length}@+{offset}" for offset, length, _ in SPLITS])
+async def test_Z2_splits_regions_into_at_most_four_slots(serve, counter, offset, length, pieces):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        base = counter.addr("counter") & ~0x1F
+        reply = await client.request(b"Z2,%x,%x" % (base + offset, length))
+        if pieces is None:
+            assert ERROR_REPLY.fullmatch(reply), reply
+            assert await monitor_hwbp(client) == ([], 0), "a refused Z left slots taken"
+            assert await client.request(b"Z2,%x,20" % base) == b"OK", "not all four slots are free"
+            return
+        assert reply == b"OK"
+        held, enabled = await monitor_hwbp(client)
+        assert sorted((addr - base, size) for _, addr, size, _ in held) == pieces
+        assert enabled == len(pieces)
+        assert await client.request(b"z2,%x,%x" % (base + offset, length)) == b"OK"
+        assert await monitor_hwbp(client) == ([], 0)
+
+
+async def test_duplicate_Z2_is_one_watch_and_one_z2_removes_it(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        addr = counter.addr("counter")
+        assert await client.request(b"Z2,%x,4" % addr) == b"OK"
+        assert await client.request(b"Z2,%x,4" % addr) == b"OK"
+        held, enabled = await monitor_hwbp(client)
+        assert len(held) == 1 and enabled == 1
+        assert await client.request(b"z2,%x,4" % addr) == b"OK"
+        assert await monitor_hwbp(client) == ([], 0)
+
+
+async def test_Z1_takes_the_last_free_slot_and_a_fifth_request_is_refused(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        base = counter.addr("counter") & ~0x1F
+        for i in range(3):
+            assert await client.request(b"Z4,%x,8" % (base + 8 * i)) == b"OK"
+        assert await client.request(b"Z1,%x,1" % counter.addr("bump")) == b"OK"
+        held, enabled = await monitor_hwbp(client)
+        assert sorted(kind for *_, kind in held) == ["RW", "RW", "RW", "X"] and enabled == 4
+        assert ERROR_REPLY.fullmatch(await client.request(b"Z1,%x,1" % counter.addr("main")))
+        assert ERROR_REPLY.fullmatch(await client.request(b"Z2,%x,8" % (base + 24)))
+        assert len((await monitor_hwbp(client))[0]) == 4
+
+
+async def test_virt_arch_takes_Z3_and_reports_rwatch(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter, debug_arch="virt")
+        client = await served.connect()
+        addr = counter.addr("counter")
+        assert await client.request(b"Z3,%x,4" % addr) == b"OK"
+        reply = await client.request(b"vCont;c")
+        assert reply.startswith(b"T05rwatch:"), reply
+        _, fields = stop_fields(reply)
+        assert addr <= int(fields[b"rwatch"], 16) < addr + 4
+        assert counter.contains("bump", register(fields, RIP))
+        assert await client.request(b"m%x,4" % addr) == b"00000000"   # read, not yet written
+
+
+# ============================================================================= stop replies
+
+async def test_write_watch_stops_after_the_store_with_watch_address(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        tid = served.machine.tid
+        addr = counter.addr("counter")
+        assert await client.request(b"Z2,%x,4" % addr) == b"OK"
+        reply = await client.request(b"vCont;c:%x" % tid)
+        assert reply.startswith(b"T05watch:"), reply
+        signal, fields = stop_fields(reply)
+        assert addr <= int(fields[b"watch"], 16) < addr + 4
+        assert fields[b"thread"] == b"%x" % tid
+        assert_expedited(fields)
+        assert counter.contains("bump", register(fields, RIP))       # x86 traps after the store
+        assert await client.request(b"m%x,4" % addr) == b"01000000"
+        reply = await client.request(b"vCont;c:%x" % tid)
+        assert stop_fields(reply)[1][b"watch"] == fields[b"watch"]
+        assert await client.request(b"m%x,4" % addr) == b"02000000"
+
+
+@pytest.mark.parametrize("ztype, word", [(1, b"hwbreak"), (0, b"swbreak")])
+@pytest.mark.parametrize("offered", [True, False], ids=["offered", "not-offered"])
+async def test_breakpoint_stop_reason_only_when_gdb_offered_it(serve, counter, ztype, word, offered):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        await client.request(b"qSupported:swbreak+;hwbreak+" if offered else b"qSupported")
+        bump = counter.addr("bump")
+        assert await client.request(b"Z%d,%x,1" % (ztype, bump)) == b"OK"
+        reply = await client.request(b"vCont;c")
+        signal, fields = stop_fields(reply)
+        assert signal == 5
+        assert register(fields, RIP) == bump                 # the stub reports the breakpoint address
+        if offered:
+            assert reply.startswith(b"T05%b:;" % word), reply
+        else:
+            assert b"swbreak" not in reply and b"hwbreak" not in reply, reply
+
+
+# ============================================================================= clients coming and going
+
+async def test_a_second_client_is_refused_and_the_first_keeps_working(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        first = await served.connect()
+        assert await first.request(b"qC") == b"QC%x" % served.machine.tid
+        second = await served.wire()
+        await second.send(frame(b"qSupported"))
+        received = await second.until_eof()
+        assert received[:1] == b"+"
+        payload = decode_reply(split_frame(received[1:]))
+        assert payload.startswith(b"E"), payload
+        assert await first.request(b"qC") == b"QC%x" % served.machine.tid
+        assert await first.request(b"m%x,4" % counter.addr("counter")) == b"00000000"
+
+
+async def test_disconnect_while_running_releases_every_slot(serve, spin):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(spin)
+        first = await served.connect()
+        never_written = spin.addr("main") & ~0x7
+        assert await first.request(b"Z2,%x,8" % never_written) == b"OK"
+        assert await first.request(b"Z4,%x,10" % (never_written + 0x10)) == b"OK"
+        assert await first.request(b"Z1,%x,1" % spin.addr("exit")) == b"OK"
+        assert len((await monitor_hwbp(first))[0]) == 4
+        await first.send_packet(b"vCont;c")
+        await trio.sleep(0.1)
+        await first.aclose()
+        with trio.fail_after(PROMPT_SECONDS):
+            await served.wait_idle()                          # the server stopped the CPU and left
+        second = await served.connect()
+        assert await monitor_hwbp(second) == ([], 0)
+        # The program is still there and runs for the new client.
+        await second.send_packet(b"vCont;c")
+        await trio.sleep(0.05)
+        await second.interrupt()
+        assert stop_fields(await second.wait_reply())[0] == 2
+
+
+async def test_D_replies_OK_and_closes(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        wire = await served.wire()
+        await wire.request(b"qSupported")
+        await wire.send(frame(b"D"))
+        assert await wire.until_eof() == b"+" + frame(b"OK")
+
+
+async def test_k_closes_and_the_next_client_gets_a_fresh_program(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        wire = await served.wire()
+        addr = counter.addr("counter")
+        assert await wire.request(b"Z2,%x,4" % addr) == b"OK"
+        _, fields = stop_fields(await wire.request(b"vCont;c"))
+        assert register(fields, RIP) != counter.entry
+        assert await wire.request(b"m%x,4" % addr) == b"01000000"
+        await wire.send(frame(b"k"))
+        received = await wire.until_eof()
+        assert received[:1] == b"+", received
+        with trio.fail_after(PROMPT_SECONDS):
+            await served.wait_idle()
+        client = await served.connect()
+        _, fields = stop_fields(await client.request(b"?"))
+        assert register(fields, RIP) == counter.entry
+        assert await client.request(b"m%x,4" % addr) == b"00000000"
+        assert await monitor_hwbp(client) == ([], 0)
