@@ -229,7 +229,13 @@ def serving(kind: ServerKind, program: Path, args: list[str], run_dir: Path) -> 
             if time.monotonic() > deadline:
                 raise BenchError(f"{kind.label} did not listen within {SERVER_START_TIMEOUT:.0f} s")
             time.sleep(0.01)
-        yield port
+        try:
+            yield port
+        except BenchError as exc:
+            # "Remote connection closed" says little: the server's last words say why.
+            finish(proc)
+            log_text = log_path.read_text(errors="replace")
+            raise type(exc)(f"{exc}; {kind.label} said: {last_lines(log_text, 5)}") from None
     finally:
         finish(proc)
 
@@ -703,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"      {note}", flush=True)
             print(f"      ({key if key in SIMPLE_WORKLOADS else 'f0/f/g'} took "
                   f"{time.monotonic() - started:.1f} s)", flush=True)
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\nload average at the end: {load}", flush=True)
     return 0
 
 
