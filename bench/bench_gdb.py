@@ -276,7 +276,7 @@ def run_gdb(commands: list[str], run_dir: Path, timeout: float) -> str:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 errors="replace", timeout=timeout, env=GDB_ENV)
     except subprocess.TimeoutExpired:
-        raise BenchError(f"gdb did not finish within {timeout:.0f} s") from None
+        raise BenchError(f"gdb did not finish within {timeout:g} s") from None
     return result.stdout
 
 
@@ -305,6 +305,17 @@ def gdb_loop(count: int, body: str) -> list[str]:
     return ["set $bench_i = 0", f"while $bench_i < {count}", body, "set $bench_i = $bench_i + 1", "end"]
 
 
+def gdb_against(kind: ServerKind, program: Path, args: list[str], commands: list[str], run_dir: Path,
+                timeout: float, *required: str) -> tuple[str, dict[str, str]]:
+    """Serve `program`, run gdb's `commands` after connecting; return its output and markers.
+
+    The markers are checked while the server is still up, so a failure carries its last words.
+    """
+    with serving(kind, program, args, run_dir) as port:
+        output = run_gdb([*connect(program, port), *commands], run_dir, timeout)
+        return output, markers(output, *required)
+
+
 # ---------------------------------------------------------------- workloads
 # Each takes (server kind, config, programs, run dir), runs once and returns one figure.
 
@@ -317,14 +328,11 @@ class Figure:
 
 
 def bench_stepi(kind, config, programs, run_dir) -> Figure:
-    program = programs["step"]
-    with serving(kind, program, [], run_dir) as port:
-        output = run_gdb([*connect(program, port), "break work", "continue", START_CLOCK,
-                          *gdb_loop(config.steps, "stepi"), STOP_CLOCK,
-                          r'printf "BENCH pc %#lx\n", $pc',
-                          'python print("BENCH function " + str(gdb.selected_frame().name()))'],
-                         run_dir, config.gdb_timeout)
-    found = markers(output, "elapsed", "pc", "function")
+    _, found = gdb_against(kind, programs["step"], [], [
+        "break work", "continue", START_CLOCK, *gdb_loop(config.steps, "stepi"), STOP_CLOCK,
+        r'printf "BENCH pc %#lx\n", $pc',
+        'python print("BENCH function " + str(gdb.selected_frame().name()))',
+    ], run_dir, config.gdb_timeout, "elapsed", "pc", "function")
     if found["function"] != "work":
         raise BenchError(f"stepping left work(): now in {found['function']}")
     return Figure(config.steps / float(found["elapsed"]), detail=found["pc"])
@@ -364,20 +372,18 @@ def bench_m_reads(kind, config, programs, run_dir) -> Figure:
         try:
             elapsed, acked = trio.run(round_trips, port)
         except trio.TooSlowError:
-            raise BenchError(f"no answer within {config.gdb_timeout:.0f} s") from None
+            raise BenchError(f"no answer within {config.gdb_timeout:g} s") from None
     return Figure(config.reads / elapsed, flag="acks" if acked else "")
 
 
 def bench_memory_read(kind, config, programs, run_dir) -> Figure:
-    program = programs["memory"]
     dump = run_dir / "buffer.bin"
     dump.unlink(missing_ok=True)
-    with serving(kind, program, [], run_dir) as port:
-        output = run_gdb([*connect(program, port), "break ready", "continue", START_CLOCK,
-                          # dump splits its arguments at spaces: no space inside the expressions
-                          f"dump binary memory {dump} &buffer[0] &buffer[{BUFFER_SIZE}]",
-                          STOP_CLOCK], run_dir, config.gdb_timeout)
-    found = markers(output, "elapsed")
+    _, found = gdb_against(kind, programs["memory"], [], [
+        "break ready", "continue", START_CLOCK,
+        # dump splits its arguments at spaces: no space inside the expressions
+        f"dump binary memory {dump} &buffer[0] &buffer[{BUFFER_SIZE}]", STOP_CLOCK,
+    ], run_dir, config.gdb_timeout, "elapsed")
     if not dump.exists() or dump.read_bytes() != memory_pattern():
         raise BenchError("the dumped bytes differ from what memory.c wrote")
     return Figure(BUFFER_SIZE / MIB / float(found["elapsed"]))
@@ -396,7 +402,7 @@ def bench_connect(kind, config, programs, run_dir) -> Figure:
                                         stderr=subprocess.STDOUT, text=True, errors="replace",
                                         timeout=config.gdb_timeout, env=GDB_ENV)
             except subprocess.TimeoutExpired:
-                raise BenchError(f"gdb did not finish within {config.gdb_timeout:.0f} s") from None
+                raise BenchError(f"gdb did not finish within {config.gdb_timeout:g} s") from None
             times.append(time.perf_counter() - start)
         # gdb shows the first stop as "0x... in _start ()" (or "... in ?? ()" without symbols).
         if not re.search(r"^0x[0-9a-f]+ in ", result.stdout, re.MULTILINE):
@@ -416,14 +422,11 @@ def bench_watch_hits(kind, config, programs, run_dir) -> Figure:
 
 
 def _watch_hits(kind, config, programs, run_dir, *, hardware: bool) -> Figure:
-    program = programs["counter"]
     kind_of_watch = [] if hardware else ["set can-use-hw-watchpoints 0"]
-    with serving(kind, program, [], run_dir) as port:
-        output = run_gdb([*connect(program, port), "break main", "continue", "delete",
-                          *kind_of_watch, "watch counter", START_CLOCK,
-                          *gdb_loop(config.hits, "continue"), STOP_CLOCK,
-                          r'printf "BENCH counter %d\n", counter'], run_dir, config.gdb_timeout)
-    found = markers(output, "elapsed", "counter")
+    _, found = gdb_against(kind, programs["counter"], [], [
+        "break main", "continue", "delete", *kind_of_watch, "watch counter", START_CLOCK,
+        *gdb_loop(config.hits, "continue"), STOP_CLOCK, r'printf "BENCH counter %d\n", counter',
+    ], run_dir, config.gdb_timeout, "elapsed", "counter")
     # Each round writes counter once, so N stops must leave it at exactly N.
     if int(found["counter"]) != config.hits:
         raise BenchError(f"counter is {found['counter']} after {config.hits} watchpoint stops")
@@ -432,17 +435,15 @@ def _watch_hits(kind, config, programs, run_dir, *, hardware: bool) -> Figure:
 
 def loop_run(kind, config, programs, run_dir, watchpoints: int) -> float:
     """Seconds for the loop to run to exit with `watchpoints` armed write watchpoints."""
-    program = programs["loop"]
     arm = [f"watch never_page[{slot}]" for slot in range(watchpoints)]
     # One stepi inserts the watchpoints: a stub without Z2 fails here, before the long run
     # (gdb would otherwise fall back to single-stepping 50M iterations).
     probe = ["stepi"] if watchpoints else []
-    with serving(kind, program, [str(config.loop_iterations)], run_dir) as port:
-        output = run_gdb([*connect(program, port), "break main", "continue", "delete", *arm, *probe,
-                          START_CLOCK, "continue", STOP_CLOCK], run_dir, config.loop_timeout)
+    output, found = gdb_against(kind, programs["loop"], [str(config.loop_iterations)], [
+        "break main", "continue", "delete", *arm, *probe, START_CLOCK, "continue", STOP_CLOCK,
+    ], run_dir, config.loop_timeout, "elapsed")
     if watchpoints and output.count("Hardware watchpoint") < watchpoints:
-        raise Cannot("gdb did not set hardware watchpoints")
-    found = markers(output, "elapsed")
+        raise Cannot("gdb set software watchpoints, not hardware ones")
     if "Old value = " in output:     # gdb prints it only when a watchpoint triggers
         raise BenchError("a watchpoint on never_page fired, but the loop never writes it")
     if "exited normally" not in output:
@@ -499,25 +500,46 @@ class Table:
         return " ".join(cells)
 
 
-def median_of(runs: int, once: Callable[[], Figure]) -> Figure:
-    figures = [once() for _ in range(runs)]
-    middle = statistics.median(figure.value for figure in figures)
-    details = sorted({figure.detail for figure in figures if figure.detail})
-    return Figure(middle, detail=",".join(details), flag=figures[0].flag)
+class Samples:
+    """The runs of one figure on one server: values, and the errors of the runs that failed."""
 
+    def __init__(self) -> None:
+        self.figures: list[Figure] = []
+        self.errors: list[str] = []
+        self.cannot = ""
 
-def measure(row: Row, kind: ServerKind, once: Callable[[], Figure], runs: int) -> None:
-    try:
-        row.cells[kind.key] = median_of(runs, once)
-    except Cannot as exc:
-        row.cells[kind.key] = "cannot"
-        row.notes.append(f"{kind.label}: cannot: {exc}")
-    except BenchError as exc:
-        row.cells[kind.key] = "failed"
-        row.notes.append(f"{kind.label}: failed: {exc}")
-    except Exception as exc:   # a bug in one run must not end the whole benchmark
-        row.cells[kind.key] = "failed"
-        row.notes.append(f"{kind.label}: failed: {type(exc).__name__}: {exc}")
+    def take(self, once: Callable[[], Figure]) -> None:
+        if self.cannot:
+            return
+        try:
+            self.figures.append(once())
+        except Cannot as exc:
+            self.cannot = str(exc)
+        except BenchError as exc:
+            self.errors.append(str(exc))
+        except Exception as exc:   # a bug in one run must not end the whole benchmark
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def median(self) -> float:
+        return statistics.median(figure.value for figure in self.figures)
+
+    def put(self, row: Row, kind: ServerKind, value: Callable[[], float] | None = None) -> None:
+        """Write the cell (the median, or `value()` if given) and the notes for this server."""
+        if self.cannot:
+            row.cells[kind.key] = "cannot"
+            row.notes.append(f"{kind.label}: cannot: {self.cannot}")
+            return
+        for error in dict.fromkeys(self.errors):
+            row.notes.append(f"{kind.label}: failed: {error}")
+        if not self.figures:
+            row.cells[kind.key] = "failed"
+            return
+        flags = [flag for flag in dict.fromkeys(figure.flag for figure in self.figures) if flag]
+        if self.errors:
+            # A partial median is shown, but marked: a flaky server must not look clean.
+            flags.append(f"{len(self.errors)} failed")
+        details = sorted({figure.detail for figure in self.figures if figure.detail})
+        row.cells[kind.key] = Figure(value() if value else self.median(), ",".join(details), ", ".join(flags))
 
 
 SIMPLE_WORKLOADS = {
@@ -539,8 +561,10 @@ def run_simple(key: str, servers, unavailable, config, programs, run_dir) -> lis
         if kind.key in unavailable:
             row.cells[kind.key] = NOT_AVAILABLE
             continue
-        runs = 1 if key == "d" else config.runs      # d takes its own median of connect_runs
-        measure(row, kind, lambda: function(kind, config, programs, run_dir), runs)
+        samples = Samples()
+        for _ in range(1 if key == "d" else config.runs):     # d takes its own median of 5 connects
+            samples.take(lambda: function(kind, config, programs, run_dir))
+        samples.put(row, kind)
     if key == "a":
         ends = {k: f.detail for k, f in row.cells.items() if isinstance(f, Figure)}
         if len(set(ends.values())) > 1:
@@ -549,62 +573,42 @@ def run_simple(key: str, servers, unavailable, config, programs, run_dir) -> lis
 
 
 def run_loop(keys: str, servers, unavailable, config, programs, run_dir) -> list[Row]:
-    """f0, f and g share the unarmed baseline; rounds interleave the cases to spread drift."""
-    n = f"{config.loop_iterations:,}"
-    base = Row("f0", f"{n}-iteration loop, no watchpoint", "s", 3)
-    cases = [(1, Row("f", "same loop, 1 armed watchpoint / unarmed", "ratio", 2))] if "f" in keys else []
+    """f0, f and g share the unarmed baseline; each round runs the cases in turn to spread drift."""
+    base = Row("f0", f"{config.loop_iterations:,}-iteration loop, no watchpoint", "s", 3)
+    cases = {0: base}
+    if "f" in keys:
+        cases[1] = Row("f", "same loop, 1 armed watchpoint / unarmed", "ratio", 2)
     if "g" in keys:
-        cases.append((4, Row("g", "same loop, 4 armed watchpoints / unarmed", "ratio", 2)))
+        cases[4] = Row("g", "same loop, 4 armed watchpoints / unarmed", "ratio", 2)
     for kind in servers:
-        rows = [base, *(row for _, row in cases)]
         if kind.key in unavailable:
-            for row in rows:
+            for row in cases.values():
                 row.cells[kind.key] = NOT_AVAILABLE
             continue
-        samples: dict[int, list[float]] = {0: [], **{count: [] for count, _ in cases}}
-        refused: dict[int, str] = {}
-        failed: dict[int, str] = {}
+        samples = {count: Samples() for count in cases}
         for _ in range(config.runs):
-            for count in samples:
-                if count in refused or count in failed:
-                    continue
-                try:
-                    samples[count].append(loop_run(kind, config, programs, run_dir, count))
-                except Cannot as exc:
-                    # Fewer slots cannot work where one was refused: skip the rest.
-                    for other in samples:
-                        if other >= max(count, 1):
-                            refused[other] = str(exc)
-                except Exception as exc:
-                    failed[count] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchError) else str(exc)
-        _fill(base, kind, samples[0], None, refused.get(0), failed.get(0))
-        for count, row in cases:
-            _fill(row, kind, samples[count], samples[0], refused.get(count), failed.get(count))
-    return [base, *(row for _, row in cases)]
-
-
-def _fill(row: Row, kind: ServerKind, samples: list[float], baseline: list[float] | None,
-          refused: str | None, failed: str | None) -> None:
-    if refused:
-        row.cells[kind.key] = "cannot"
-        row.notes.append(f"{kind.label}: cannot: {refused}")
-    elif failed or not samples or (baseline is not None and not baseline):
-        row.cells[kind.key] = "failed"
-        row.notes.append(f"{kind.label}: failed: {failed or 'the unarmed baseline failed'}")
-    elif baseline is None:
-        row.cells[kind.key] = Figure(statistics.median(samples))
-    else:
-        row.cells[kind.key] = Figure(statistics.median(samples) / statistics.median(baseline))
+            for count, sample in samples.items():
+                if count > 1 and samples[1].cannot:
+                    sample.cannot = samples[1].cannot   # more slots cannot work where one did not
+                sample.take(lambda: Figure(loop_run(kind, config, programs, run_dir, count)))
+        unarmed = samples[0]
+        unarmed.put(base, kind)
+        for count, row in cases.items():
+            if count == 0:
+                continue
+            if unarmed.figures or samples[count].cannot:
+                samples[count].put(row, kind, lambda: samples[count].median() / unarmed.median())
+            else:
+                row.cells[kind.key] = "failed"
+                row.notes.append(f"{kind.label}: failed: no unarmed run to divide by")
+    return list(cases.values())
 
 
 def preflight_ours(config: Config, programs, run_dir) -> str | None:
     """None if our server answers gdb; otherwise why our column says 'not available'."""
-    program = programs["step"]
     try:
-        with serving(SERVER_KINDS["ours"], program, [], run_dir) as port:
-            output = run_gdb([*connect(program, port), "stepi", r'printf "BENCH pc %#lx\n", $pc'],
-                             run_dir, min(config.gdb_timeout, 60.0))
-        markers(output, "pc")
+        gdb_against(SERVER_KINDS["ours"], programs["step"], [], ["stepi", r'printf "BENCH pc %#lx\n", $pc'],
+                    run_dir, min(config.gdb_timeout, 60.0), "pc")
     except BenchError as exc:
         return str(exc)
     return None
