@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import trio
 
 from ..target.events import StopEvent
-from .codec import NEED_DATA, BadChecksum, Codec, Interrupt, Oversized, Packet
+from .codec import FRAME_OVERHEAD, NEED_DATA, BadChecksum, Codec, Interrupt, Oversized, Packet
 from .errors import RemoteProtocolError
 from .outputs import Close, EnterNoAck, InterruptRun, Output, Reply, StartRun
 from .session import PACKET_SIZE, Session
@@ -47,6 +47,11 @@ async def _run_cpu(machine, step: bool, inbox: trio.MemorySendChannel) -> None:
         await inbox.send(event)
 
 
+def _server_codec() -> Codec:
+    # PacketSize limits the data characters, not the `$`/`#xx` frame (GDB manual, qSupported).
+    return Codec(role="server", max_packet_size=PACKET_SIZE + FRAME_OVERHEAD)
+
+
 class Connection:
     """One client: the session plus the I/O state around it."""
 
@@ -54,7 +59,7 @@ class Connection:
         self.stream = stream
         self.machine = machine
         self.log_packets = log_packets
-        self.codec = Codec(role="server", max_packet_size=PACKET_SIZE)
+        self.codec = _server_codec()
         self.session = Session(machine)
         self.running = False
         self.closing: str | None = None
@@ -149,7 +154,7 @@ class Connection:
 
 async def refuse_busy(stream: trio.abc.Stream) -> None:
     """A second client while one is connected: answer its first packet with an error and close."""
-    codec = Codec(role="server", max_packet_size=PACKET_SIZE)
+    codec = _server_codec()
     message = b"E.another debugger is already connected to this gdbstub"
     with trio.move_on_after(5):
         while True:

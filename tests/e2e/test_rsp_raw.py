@@ -424,10 +424,6 @@ async def test_largest_packet_is_taken_one_more_byte_is_refused_and_the_server_g
         assert await wire.request(b"qC") == b"QC%x" % served.machine.tid
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "GDB manual, qSupported: PacketSize 'is a limit on the data characters in the packet, not "
-    "including the frame and checksum' (gdbserver accepts PacketSize payload bytes); the server "
-    "refuses payloads longer than PacketSize - 4 with '-'"))
 async def test_payload_of_exactly_packet_size_bytes_is_accepted(serve, counter):
     with trio.fail_after(TEST_SECONDS):
         served = await serve(counter)
