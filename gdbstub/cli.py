@@ -1,4 +1,7 @@
-"""`gdbstub serve ...`: the command line. Errors are one line and exit status 1."""
+"""The command line: `gdbstub serve`, `gdbstub trace`, `gdbstub perf stat`.
+
+Errors are one line and exit status 1.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from importlib import resources
 
 import trio
@@ -76,15 +80,116 @@ def serve(args) -> int:
     return 0
 
 
+def _run_to_end(machine, progress) -> str:
+    """Run the program without a debugger until it ends; a fatal signal ends it as Linux would."""
+    from .target.events import StopKind
+
+    ticker = threading.Event()
+
+    def report() -> None:
+        while not ticker.wait(5.0):
+            print(f"gdbstub: still running: {progress()}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=report, daemon=True).start()
+    try:
+        while True:
+            event = machine.run(step=False)
+            if event.kind is StopKind.EXITED:
+                return f"exited with status {event.status}"
+            if event.kind is StopKind.KILLED:
+                return f"killed by signal {event.signal}"
+            if event.kind is StopKind.SIGNAL:
+                log.info("the program got signal %d (%s)", event.signal, event.reason or "no detail")
+                ended = machine.deliver_signal(event.signal)
+                if ended is not None:
+                    return f"killed by signal {ended.signal}"
+    finally:
+        ticker.set()
+
+
+def trace(args) -> int:
+    """`gdbstub trace PROGRAM --filter SYM:OP ...`: the ksym tracer over a whole run."""
+    machine = _build_machine(args, None)
+    tracer = machine.tracer()
+    for entry in args.filter:
+        try:
+            tracer.write_filter(entry)
+        except OSError as exc:
+            raise SystemExit(f"gdbstub: trace filter {entry!r}: {exc.strerror}") from None
+    ending = _run_to_end(machine, lambda: f"{len(tracer.records())} accesses recorded")
+    sys.stdout.flush()
+    print(tracer.trace(), end="")
+    print()
+    print(tracer.profile(), end="")
+    print(f"gdbstub: {os.path.basename(machine.exec_path)} {ending}", file=sys.stderr)
+    return 0
+
+
+def perf_stat(args) -> int:
+    """`gdbstub perf stat -e EVENT ... PROGRAM`: exact breakpoint hit counts, like perf stat."""
+    from .perf import PerfSession
+
+    machine = _build_machine(args, None)
+    try:
+        session = PerfSession(machine.core, args.event, task=machine.process,
+                              symbols=machine.process.elf.symbols)
+    except ValueError as exc:
+        raise SystemExit(f"gdbstub: {exc}") from None
+    with session:
+        ending = _run_to_end(machine, lambda: ", ".join(f"{c.name}={c.count}" for c in session.counters))
+    sys.stdout.flush()
+    command = " ".join([machine.exec_path, *args.args])
+    print(session.format_stat(command), end="", file=sys.stderr)
+    print(f"gdbstub: {os.path.basename(machine.exec_path)} {ending}", file=sys.stderr)
+    return 0
+
+
+def _program_arguments(parser) -> None:
+    parser.add_argument("--debug-arch", choices=("x86", "virt"), default="x86", help=argparse.SUPPRESS)
+    parser.add_argument("program", help="static x86-64 ELF to run")
+    parser.add_argument("args", nargs="*", help="arguments for the program (after -- if they start with -)")
+
+
+def _trace_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gdbstub trace",
+                                description="run a program under the ksym tracer and print what it recorded")
+    p.add_argument("--filter", action="append", default=[], metavar="SYMBOL:OP",
+                   help="rw- (reads and writes) or -w- (writes) on a symbol; repeatable")
+    _program_arguments(p)
+    return p
+
+
+def _perf_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gdbstub perf stat",
+                                description="count breakpoint events over a whole run, like perf stat")
+    p.add_argument("-e", "--event", action="append", required=True, metavar="mem:ADDR[/LEN][:rwx]",
+                   help="an event; ADDR may be a symbol of the program; repeatable")
+    _program_arguments(p)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gdbstub", description=__doc__)
+    argv = sys.argv[1:] if argv is None else argv
+    verbose = bool(argv) and argv[0] in ("-v", "--verbose")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="gdbstub: %(message)s", stream=sys.stderr)
+    argv = argv[1:] if verbose else argv
+    # trace and perf take options after the program too, so they parse intermixed.
+    if argv[:1] == ["trace"]:
+        return trace(_trace_parser().parse_intermixed_args(argv[1:]))
+    if argv[:2] == ["perf", "stat"]:
+        return perf_stat(_perf_parser().parse_intermixed_args(argv[2:]))
+    parser = argparse.ArgumentParser(prog="gdbstub", description=__doc__,
+                                     epilog="also: gdbstub trace ..., gdbstub perf stat ... (see their --help)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    sub.add_parser("trace", help="run a program under the ksym tracer (gdbstub trace --help)")
+    sub.add_parser("perf", help="perf stat -e mem:... PROGRAM (gdbstub perf stat --help)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="gdbstub: %(message)s", stream=sys.stderr)
-    return {"serve": serve}[args.command](args)
+    if args.command != "serve":
+        parser.error(f"usage: see gdbstub {args.command} --help")
+    return serve(args)
 
 
 if __name__ == "__main__":

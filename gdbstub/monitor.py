@@ -49,9 +49,55 @@ def _hwbp(machine, args: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ksym(machine, args: str) -> str:
+    """Show the ksym filter, or write one entry to it (like echo ... > ksym_trace_filter)."""
+    tracer = machine.tracer()
+    if not args:
+        return tracer.read_filter() or "(the filter is empty)\n"
+    try:
+        tracer.write_filter(args)
+    except OSError as exc:
+        return f"ksym: {args}: {exc.strerror}\n"
+    return tracer.read_filter() or "(the filter is empty)\n"
+
+
+def _ksym_profile(machine, args: str) -> str:
+    return machine.tracer().profile()
+
+
+def _trace(machine, args: str) -> str:
+    return machine.tracer().trace()
+
+
+def _perf(machine, args: str) -> str:
+    """`perf EVENT...` starts counting (per task, never stopping); `perf` shows counts; `perf off` stops."""
+    from .perf import PerfSession
+
+    if args == "off":
+        for session in machine.perf_sessions:
+            session.close()
+        machine.perf_sessions.clear()
+        return "perf: all counters released\n"
+    if args:
+        try:
+            session = PerfSession(machine.core, args.split(), task=machine.process,
+                                  symbols=machine.process.elf.symbols)
+        except ValueError as exc:
+            return f"perf: {exc}\n"
+        session.open()
+        machine.perf_sessions.append(session)
+    if not machine.perf_sessions:
+        return "perf: no counters (monitor perf mem:ADDR[/LEN][:rwx] ...)\n"
+    return "".join(session.format_stat(machine.exec_path) for session in machine.perf_sessions)
+
+
 COMMANDS: dict[str, tuple[Callable[..., str], str]] = {
     "help": (_help, "help                      this list"),
     "hwbp": (_hwbp, "hwbp                      debug-register slots: owner, address, hits; raw DR6/DR7"),
+    "ksym": (_ksym, "ksym [SYMBOL:rw-|-w-|---]  show or change the ksym tracer's filter"),
+    "ksym_profile": (_ksym_profile, "ksym_profile              hits per traced symbol"),
+    "trace": (_trace, "trace                     the ksym tracer's recorded accesses"),
+    "perf": (_perf, "perf [EVENT...|off]       count mem:ADDR[/LEN][:rwx] events; show counts"),
     "disas": (_disas, "disas [ADDR] [COUNT]      disassemble COUNT instructions (default: 10 at pc)"),
 }
 

@@ -8,6 +8,7 @@ the CPU's emulated debug registers, and the read-only host I/O for gdb.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 
 from ..hwbp import BreakpointCore
@@ -40,6 +41,8 @@ class Machine:
     def __init__(self, path: str, argv: list[str] | None = None, *, debug_arch: str = "x86",
                  stdout=None, stderr=None):
         self._spawn_args = (path, argv, stdout, stderr)
+        self._tracer = None            # the ksym tracer (wide breakpoints: they outlive a restart)
+        self.perf_sessions = []        # `monitor perf` counters
         self.core = BreakpointCore(arch=make_debug_arch(debug_arch), ncpus=1)
         self.core.add_listener(self._debug_registers_changed)
         self._start_process()
@@ -195,6 +198,24 @@ class Machine:
             return None
         name, offset, _size = found
         return f"{name}+{offset}" if offset else name
+
+    # ----- the other consumers of the core API (monitor ksym/perf, gdbstub trace/perf) ----
+
+    def tracer(self):
+        """The ksym tracer for this program's symbols, made on first use."""
+        if self._tracer is None:
+            from ..ksym import KsymTracer
+            from .disasm import disassemble
+
+            def one_instruction(ip: int) -> str:
+                lines = disassemble(self.read_memory, ip, 1)
+                return lines[0].split(":", 1)[-1].strip() if lines else ""
+
+            name = os.path.basename(self.exec_path)
+            self._tracer = KsymTracer(
+                self.core, self.process.elf.symbols, symbolize=self.process.elf.symbol_at,
+                disassemble=one_instruction, task_name=lambda task: f"{name}-{self.pid}")
+        return self._tracer
 
     def monitor(self, command: str) -> str:
         from ..monitor import run_monitor_command
