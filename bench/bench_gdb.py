@@ -588,8 +588,9 @@ def run_loop(keys: str, servers, unavailable, config, programs, run_dir) -> list
         samples = {count: Samples() for count in cases}
         for _ in range(config.runs):
             for count, sample in samples.items():
-                if count > 1 and samples[1].cannot:
-                    sample.cannot = samples[1].cannot   # more slots cannot work where one did not
+                fewer = [samples[c].cannot for c in samples if 0 < c < count and samples[c].cannot]
+                if fewer:
+                    sample.cannot = fewer[0]   # more slots cannot work where fewer did not
                 sample.take(lambda: Figure(loop_run(kind, config, programs, run_dir, count)))
         unarmed = samples[0]
         unarmed.put(base, kind)
