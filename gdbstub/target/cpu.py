@@ -496,7 +496,9 @@ class Cpu:
         pc = self.pc
         if fault.errno == UC_ERR_INSN_INVALID:
             if self.read_memory(pc, 1) == bytes([_ICEBP]):
-                # icebp is a trap (#DB after the instruction), reported as SIGTRAP.
+                # icebp is a trap (#DB after the instruction), reported as SIGTRAP:
+                # RIP moves past it, so a continue goes on after it.
+                self.pc = pc + 1
                 return StopEvent(StopKind.SIGNAL, signal=SIGTRAP, pc=pc + 1, reason="icebp")
             return StopEvent(StopKind.SIGNAL, signal=SIGILL, pc=pc, reason=str(fault))
         if fault.errno in _UNMAPPED_OR_PROT:

@@ -387,7 +387,6 @@ def test_cpu_int3_gives_sigtrap_after_the_instruction(selftest_program):
     assert (event.kind, event.status) == (StopKind.EXITED, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="cpu.py reports icebp's SIGTRAP at pc+1 but leaves RIP on the icebp")
 def test_cpu_icebp_is_a_trap_after_the_instruction(selftest_program):
     machine, icebp = run_to_icebp(selftest_program)
     assert machine.cpu.pc == icebp.pc

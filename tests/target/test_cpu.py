@@ -167,6 +167,14 @@ def test_single_step_executes_exactly_one_instruction():
     assert cpu.run(step=True).pc == prog["third"]
 
 
+def test_icebp_leaves_rip_after_itself_so_a_continue_goes_on():
+    prog, cpu = make("nop\n .byte 0xf1\n after: mov rax, 7\n int3")
+    assert signal_stop(cpu.run()) == (StopKind.SIGNAL, SIGTRAP, prog["after"])
+    assert cpu.pc == prog["after"]                       # a trap: RIP past it, as on the CPU
+    assert signal_stop(cpu.run()) == (StopKind.SIGNAL, SIGTRAP, prog["after"] + 8)
+    assert cpu.uc.reg_read(UC_X86_REG_RAX) == 7
+
+
 def test_a_hook_exception_leaves_run_as_itself():
     prog, cpu = make(BP_LOOP)
 
