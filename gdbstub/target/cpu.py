@@ -19,7 +19,9 @@ Unicorn 2.1.4 behaviours this module works around (measured):
    the translation cache is flushed before the first counted run that follows
    an uncounted one (Unicorn flushes by itself on the way back);
 3. `emu_stop()` inside a code hook stops *before* that instruction: the fault
-   semantics of breakpoints and execute slots.
+   semantics of breakpoints and execute slots;
+4. with EFLAGS.TF set an instruction raises #DB (interrupt 1) after it runs,
+   and a `pushf` stores TF: how single steps look like Linux's.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from unicorn import (
     UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_PROT, UC_ERR_WRITE_UNMAPPED, UC_HOOK_CODE, UC_HOOK_INTR, Uc,
     UcError,
 )
-from unicorn.x86_const import UC_X86_REG_ECX, UC_X86_REG_RCX, UC_X86_REG_RIP
+from unicorn.x86_const import UC_X86_REG_ECX, UC_X86_REG_EFLAGS, UC_X86_REG_RCX, UC_X86_REG_RIP
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_X, Hit, WatchSlot
 from gdbstub.target.debugregs import DebugUnit
@@ -48,6 +50,11 @@ __all__ = ["Cpu"]
 _HLT = 0xF4
 _ICEBP = 0xF1
 _INT_IMM8 = 0xCD
+_POPF = 0x9D
+_IRET = 0xCF
+_TRAP_FLAG = 0x100          # EFLAGS.TF
+_DEBUG_VECTOR = 1           # #DB
+_LONGEST_INSTRUCTION = 15
 
 # x86 exception vector -> the signal Linux delivers for it in user mode.
 _SIGNAL_OF_VECTOR = {
@@ -124,6 +131,7 @@ class Cpu:
         self._in_emulation = False
         self._hooks_stale = False                  # slot/breakpoint change made inside a hook
         self._count_hook_live = False              # Unicorn's count hook is in the cached blocks
+        self._trap_flag_step = False               # a user step runs with EFLAGS.TF: its #DB is expected
 
         # Cross-thread stop requests.
         self._lock = threading.Lock()
@@ -293,7 +301,7 @@ class Cpu:
         self._rf_addr = None
         self._resume_pc = None
         if step:
-            return self._execute_one(pc, suppress=rf) or StopEvent(StopKind.STEP, pc=self.pc)
+            return self._single_step(pc, rf)
         if rf is not None:
             event = self._execute_one(pc, suppress=rf)
             if event is not None:
@@ -337,6 +345,30 @@ class Cpu:
             if self.read_memory(pc - 1, 1) == bytes([_HLT]):
                 pc -= 1
             return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason="hlt in user mode")
+
+    def _single_step(self, pc: int, rf: int | None) -> StopEvent:
+        """Execute one instruction as Linux's PTRACE_SINGLESTEP does: with EFLAGS.TF set.
+
+        The instruction sees TF (a stepped pushf stores it).  Afterwards TF is
+        cleared again unless the program had set it itself, or the instruction
+        was a popf/iret that ran: then TF is what it loaded (the kernel's
+        is_setting_trap_flag rule).
+        """
+        flags = self.uc.reg_read(UC_X86_REG_EFLAGS)
+        forced = not flags & _TRAP_FLAG
+        loads_flags = _loads_flags(self.read_memory(pc, _LONGEST_INSTRUCTION))
+        if forced:
+            self.uc.reg_write(UC_X86_REG_EFLAGS, flags | _TRAP_FLAG)
+        self._trap_flag_step = True
+        ran = False
+        try:
+            event = self._execute_one(pc, suppress=rf) or StopEvent(StopKind.STEP, pc=self.pc)
+            ran = event.kind in (StopKind.STEP, StopKind.WATCH)
+            return event
+        finally:
+            self._trap_flag_step = False
+            if forced and not (loads_flags and ran):
+                self.uc.reg_write(UC_X86_REG_EFLAGS, self.uc.reg_read(UC_X86_REG_EFLAGS) & ~_TRAP_FLAG)
 
     def _execute_one(self, pc: int, suppress: int | None) -> StopEvent | None:
         """Execute exactly one instruction (one REP iteration) at pc, watching data slots.
@@ -478,7 +510,8 @@ class Cpu:
             uc.emu_stop()
 
     def _on_interrupt(self, uc: Uc, vector: int, _: object) -> None:
-        self._interrupt = vector
+        if not (vector == _DEBUG_VECTOR and self._trap_flag_step):   # a step's TF trap is the step itself
+            self._interrupt = vector
         uc.emu_stop()
 
     # ---- faults as signals --------------------------------------------------------------------
@@ -523,6 +556,15 @@ def _rep_counter(code: bytes) -> int | None:
                 return UC_X86_REG_ECX if 0x67 in prefixes else UC_X86_REG_RCX
             return None
     return None
+
+
+def _loads_flags(code: bytes) -> bool:
+    """Is this instruction a popf or iret (the ones that set TF themselves, for Linux's step)?"""
+    for byte in code:
+        if byte in _PREFIXES or 0x40 <= byte <= 0x4F:
+            continue
+        return byte in (_POPF, _IRET)
+    return False
 
 
 def _snapshot_perms(uc: Uc) -> Callable[[int], int | None]:

@@ -86,9 +86,6 @@ def test_stepi_1000_from_main_visits_the_same_pcs_with_the_same_registers(oracle
     assert_same(native, ours)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stub bug: on the real CPU Linux single-steps by setting TF, so a stepped pushfq stores TF=1 "
-    "(gdbserver: $1 = 1, program prints 'stepped TF=1'); the emulated CPU stores TF=0"))
 def test_a_stepped_pushf_sees_the_trap_flag(oracle):
     native, ours = oracle("oracle_trapflag", [], [
         "break read_flags", "continue", "stepi", "stepi", "p ($rax >> 8) & 1", "delete", "continue",

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import pytest
 from unicorn import UC_HOOK_INSN, UC_PROT_NONE, UC_PROT_READ, UC_PROT_WRITE, Uc
 from unicorn.x86_const import (
-    UC_X86_INS_SYSCALL, UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RDX, UC_X86_REG_RSI,
-    UC_X86_REG_RSP,
+    UC_X86_INS_SYSCALL, UC_X86_REG_EFLAGS, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RDI,
+    UC_X86_REG_RDX, UC_X86_REG_RSI, UC_X86_REG_RSP,
 )
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_RW, HW_BREAKPOINT_W, HW_BREAKPOINT_X, Hit, WatchSlot
@@ -25,6 +25,7 @@ from gdbstub.target.events import (
 from tests.target.asm import CODE_BASE, DATA_BASE, RawProgram
 
 X = DATA_BASE + 0x100
+TF = 0x100            # EFLAGS.TF
 
 
 def make(source: str, start: str | None = None) -> tuple[RawProgram, Cpu]:
@@ -173,6 +174,64 @@ def test_icebp_leaves_rip_after_itself_so_a_continue_goes_on():
     assert cpu.pc == prog["after"]                       # a trap: RIP past it, as on the CPU
     assert signal_stop(cpu.run()) == (StopKind.SIGNAL, SIGTRAP, prog["after"] + 8)
     assert cpu.uc.reg_read(UC_X86_REG_RAX) == 7
+
+
+# ---- single steps look like Linux's PTRACE_SINGLESTEP: the instruction runs with EFLAGS.TF ------
+PUSHF_TWICE = """
+stepped:
+    pushfq
+    pop rax
+continued:
+    pushfq
+    pop rbx
+end:
+    int3
+"""
+
+
+def test_a_stepped_pushf_stores_the_trap_flag_which_is_then_cleared():
+    prog, cpu = make(PUSHF_TWICE)
+    assert cpu.run(step=True).kind is StopKind.STEP
+    assert cpu.read_memory(cpu.uc.reg_read(UC_X86_REG_RSP), 8)[1] & 1      # TF is bit 8
+    assert not cpu.uc.reg_read(UC_X86_REG_EFLAGS) & TF
+    assert signal_stop(cpu.run()) == (StopKind.SIGNAL, SIGTRAP, prog["end"] + 1)
+    assert cpu.uc.reg_read(UC_X86_REG_RAX) & TF and not cpu.uc.reg_read(UC_X86_REG_RBX) & TF
+
+
+def test_every_step_of_a_stretch_reports_step_and_leaves_tf_clear():
+    prog, cpu = make(PUSHF_TWICE)
+    kinds = [cpu.run(step=True).kind for _ in range(4)]
+    assert kinds == [StopKind.STEP] * 4 and cpu.pc == prog["end"]
+    assert cpu.uc.reg_read(UC_X86_REG_RAX) & TF and cpu.uc.reg_read(UC_X86_REG_RBX) & TF
+    assert not cpu.uc.reg_read(UC_X86_REG_EFLAGS) & TF
+
+
+@pytest.mark.parametrize("pushed,tf_after", [(0x202 | TF, TF), (0x202, 0)])
+def test_a_stepped_popf_keeps_the_trap_flag_it_loads(pushed, tf_after):
+    # Linux's is_setting_trap_flag: the program's own TF survives the step (and then traps it).
+    prog, cpu = make(f"""
+        push {pushed:#x}
+    insn:
+        popfq
+    next:
+        nop
+    after_next:
+        int3
+    """)
+    cpu.run(step=True)
+    assert cpu.run(step=True).pc == prog["next"]
+    assert cpu.uc.reg_read(UC_X86_REG_EFLAGS) & TF == tf_after
+    stop = cpu.run()
+    expected = prog["after_next"] if tf_after else prog["after_next"] + 1   # #DB after nop, or the int3
+    assert signal_stop(stop) == (StopKind.SIGNAL, SIGTRAP, expected)
+
+
+def test_a_step_stopped_before_a_popf_leaves_tf_clear():
+    prog, cpu = make("push 0x202\n insn: popfq\n int3")
+    cpu.run(step=True)
+    cpu.add_sw_breakpoint(prog["insn"])
+    assert cpu.run(step=True).kind is StopKind.SWBREAK
+    assert not cpu.uc.reg_read(UC_X86_REG_EFLAGS) & TF
 
 
 def test_a_hook_exception_leaves_run_as_itself():
