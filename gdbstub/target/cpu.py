@@ -10,7 +10,9 @@ Cost model: with no slot armed and no software breakpoint the CPU runs
 without any Python code or memory hook (only the process's syscall hook and
 an interrupt hook, which costs nothing until an interrupt happens).
 Breakpoints and execute slots are code hooks bound to their one address;
-data slots cost only on accesses to the pages they live on.
+data slots cost only on accesses to the pages they live on, or, once such a
+page has proved busy with accesses that match no slot, a memory hook per slot
+and counted runs (debugregs.py: hot pages).
 
 Unicorn 2.1.4 behaviours this module works around (measured):
 1. code hooks added or deleted between runs do not affect translated blocks:
@@ -21,7 +23,10 @@ Unicorn 2.1.4 behaviours this module works around (measured):
 3. `emu_stop()` inside a code hook stops *before* that instruction: the fault
    semantics of breakpoints and execute slots;
 4. with EFLAGS.TF set an instruction raises #DB (interrupt 1) after it runs,
-   and a `pushf` stores TF: how single steps look like Linux's.
+   and a `pushf` stores TF: how single steps look like Linux's;
+5. `emu_stop()` inside a memory hook stops right after that access, inside
+   the instruction (RIP on it), except in C-helper instructions, where a
+   counted run stops before the next instruction (debugregs.py).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from unicorn import (
 from unicorn.x86_const import UC_X86_REG_ECX, UC_X86_REG_EFLAGS, UC_X86_REG_RCX, UC_X86_REG_RIP
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_X, Hit, WatchSlot
-from gdbstub.target.debugregs import DebugUnit
+from gdbstub.target.debugregs import DebugUnit, WatchFault, WatchMode, WatchStatistics
 from gdbstub.target.events import (
     SIGBUS, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, StopEvent, StopKind, WatchHit,
 )
@@ -105,7 +110,8 @@ _DETACH = _Detach()
 class Cpu:
     """One emulated x86-64 CPU, driven by one thread at a time."""
 
-    def __init__(self, uc: Uc, process: Any = None, cpu_index: int = 0, task: Any = None) -> None:
+    def __init__(self, uc: Uc, process: Any = None, cpu_index: int = 0, task: Any = None, *,
+                 watch_mode: WatchMode = WatchMode.AUTO) -> None:
         self.uc = uc
         self.process = process
         self.cpu_index = cpu_index
@@ -113,7 +119,7 @@ class Cpu:
         self.on_debug_exception: Callable[[Hit], bool] | None = None
 
         guest_perms = process.page_perms if process is not None else _snapshot_perms(uc)
-        self._unit = DebugUnit(uc, guest_perms, wrap_hook=self._guarded)
+        self._unit = DebugUnit(uc, guest_perms, wrap_hook=self._guarded, mode=watch_mode)
         self._sw_breakpoints: set[int] = set()
         self._code_hooks: dict[int, int] = {}
         self._pending_slots: tuple[WatchSlot, ...] | None = None
@@ -207,6 +213,10 @@ class Cpu:
     @property
     def debug_slots(self) -> tuple[WatchSlot, ...]:
         return self._unit.slots
+
+    def watch_statistics(self) -> WatchStatistics:
+        """Faults, hook stops and hot pages the data slots have caused so far."""
+        return self._unit.statistics()
 
     @property
     def hook_counts(self) -> dict[str, int]:
@@ -314,9 +324,21 @@ class Cpu:
                 return event
             # (RIP reads cost ~3 us in the binding: reuse the one the last step made)
             begin, self._resume_pc = self._resume_pc, None
+            # Slot hooks need counted runs: a stop from a C helper then lands before the next instruction.
+            counted = hot or self._unit.hook_mode
             started = time.perf_counter()
-            fault = self._emulate(self.pc if begin is None else begin, _UNBOUNDED_COUNT if hot else 0)
+            fault = self._emulate(self.pc if begin is None else begin, _UNBOUNDED_COUNT if counted else 0)
             elapsed = time.perf_counter() - started
+            stopped_in = self._unit.hook_stop_pc
+            if stopped_in is not None:
+                if fault is None and self.pc != stopped_in:
+                    # The instruction completed (a C helper): the stop is its trap.
+                    event = self._report_completed(stopped_in)
+                    if event is not None:
+                        return event
+                    continue
+                # Stopped inside the instruction (or it faulted after the access): as if it never ran.
+                self._unit.rewind_hook_stop()
             event = self._stop_after_hooks()
             if event is not None:
                 return event
@@ -325,17 +347,20 @@ class Cpu:
                 if event is not None:
                     return event
                 continue
-            if fault is not None and fault.errno in _WATCH_FAULTS and self._unit.watching_data:
+            watch_fault = fault is not None and fault.errno in _WATCH_FAULTS and self._unit.watching_data
+            if fault is not None and not watch_fault:
+                return self._signal_for_fault(fault)
+            if watch_fault or stopped_in is not None:
                 streak = streak + 1 if elapsed < _HOT_RUN_SECONDS else 0
                 hot = streak >= _HOT_STREAK
                 pc = self.pc
-                # After a data fault the code hooks at pc already ran: step with RF.
-                event = self._execute_one(pc, suppress=pc if fault.errno in _DATA_WATCH_FAULTS else None)
+                fetch = fault is not None and fault.errno not in _DATA_WATCH_FAULTS
+                cause = WatchFault(pc, fetch, elapsed) if watch_fault else None
+                # After a data fault or a hook stop the code hooks at pc already ran: step with RF.
+                event = self._execute_one(pc, suppress=None if fetch else pc, fault=cause)
                 if event is not None:
                     return event
                 continue
-            if fault is not None:
-                return self._signal_for_fault(fault)
             event = self._take_request()
             if event is not None:
                 return event
@@ -370,15 +395,16 @@ class Cpu:
             if forced and not (loads_flags and ran):
                 self.uc.reg_write(UC_X86_REG_EFLAGS, self.uc.reg_read(UC_X86_REG_EFLAGS) & ~_TRAP_FLAG)
 
-    def _execute_one(self, pc: int, suppress: int | None) -> StopEvent | None:
+    def _execute_one(self, pc: int, suppress: int | None, fault: WatchFault | None = None) -> StopEvent | None:
         """Execute exactly one instruction (one REP iteration) at pc, watching data slots.
 
-        Returns the StopEvent it caused, or None when the run may go on.
+        `fault`: the watch fault that made the run step it.  Returns the
+        StopEvent it caused, or None when the run may go on.
         """
         event = self._take_request()
         if event is not None:
             return event
-        self._unit.begin_step()
+        self._unit.begin_step(fault)
         self._suppress_at = suppress
         try:
             fault = self._emulate(pc, 1)
@@ -388,8 +414,7 @@ class Cpu:
         if fault is not None:
             self._unit.discard_accesses()
         hit = self._unit.take_hit(self.cpu_index, self.task, pc)
-        watches = () if hit is None else tuple(
-            WatchHit(s.addr, s.length, s.access, s.index) for s in map(self._unit.slot, hit.slots))
+        watches = self._describe(hit)
         event = self._stop_after_hooks()
         if event is not None:
             return event
@@ -403,7 +428,25 @@ class Cpu:
             return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason="hlt in user mode")
         if after == pc and self._finish_rep(pc):
             after = self.pc
-        # (watches were described before the handler runs: it may disarm its own slots)
+        return self._report(hit, watches, after)
+
+    def _report_completed(self, ip: int) -> StopEvent | None:
+        """A slot hook's stop landed after the instruction at ip: report its trap."""
+        hit = self._unit.take_hit(self.cpu_index, self.task, ip)
+        watches = self._describe(hit)
+        event = self._stop_after_hooks()
+        if event is not None:
+            return event
+        return self._report(hit, watches, self.pc)
+
+    def _describe(self, hit: Hit | None) -> tuple[WatchHit, ...]:
+        # (described before the handler runs: it may disarm its own slots)
+        if hit is None:
+            return ()
+        return tuple(WatchHit(s.addr, s.length, s.access, s.index) for s in map(self._unit.slot, hit.slots))
+
+    def _report(self, hit: Hit | None, watches: tuple[WatchHit, ...], after: int) -> StopEvent | None:
+        """Deliver the trap of an instruction that completed with RIP at `after`."""
         if hit is not None and self._deliver(hit):
             return StopEvent(StopKind.WATCH, pc=after, watches=watches,
                              reason=f"access {hit.access} at {hit.addr:#x} size {hit.size}")
@@ -431,7 +474,7 @@ class Cpu:
 
     def _emulate(self, begin: int, count: int) -> UcError | None:
         """One emu_start; a Python exception from a hook is re-raised here."""
-        if count == 1 and not self._count_hook_live:
+        if count > 0 and not self._count_hook_live:
             self.uc.ctl_flush_tb()
         self._in_emulation = True
         try:

@@ -23,12 +23,44 @@ Write-only slots leave EXEC alone, so code sharing a page with watched data
 runs at full speed.  Slots that watch reads must also take EXEC away on a
 page that holds code (measured: a code fetch fills Unicorn's TLB entry with
 read permission, so reads from a page that executes never fault); code on
-such a page then runs one instruction per fetch fault: exact but slow.
+such a page then faults whenever a block of it is translated (cached blocks
+run on), each time one instruction is stepped: exact, slower.
+
+Hot pages.  Protection costs ~30 us for *every* access to a watched page,
+also for accesses that match no slot ("false sharing": a loop counter next to
+the watched variable makes the loop ~900x slower).  A page whose false faults
+take a large share of the run time goes to hook mode: it gets the guest's
+permissions back and each slot on it gets a Unicorn memory hook on its range,
+widened at the start so an access that starts before the range and overlaps
+it is seen (Unicorn compares only an access's start address with a hook's
+range).  Unicorn 2.1.4 facts this relies on (measured):
+
+* `emu_stop()` from a memory hook ends the run right after that one access,
+  with RIP still on the instruction: a store it hooked is already in memory,
+  everything after it in the instruction is not done.  So the hook saves the
+  bytes a matching store overwrites; the CPU puts them back
+  (`rewind_hook_stop`) and executes the instruction again as one watched step,
+  exactly as after a protection fault (flags and registers are as before the
+  instruction: measured).
+* Instructions whose accesses happen inside a C helper (x87 80-bit loads and
+  stores, fxsave, cmpxchg16b, maskmovdqu...) do not end there: the stop lands
+  at the next instruction when the run is counted (Unicorn then checks for a
+  stop before every instruction), at the end of the translated block when it
+  is not.  The CPU therefore runs counted while any hook exists, and a stop
+  that lands after the instruction is the trap itself: `take_hit` reports it.
+* While any memory hook exists every access is slower (~1.5x), and counted
+  runs cost ~3x more: hook mode is several times slower than no watch, but
+  hundreds of times faster than a fault per access.  A page is therefore
+  switched only when its false faults cost more than hook mode would
+  (`_HOT_FAULT_SHARE`), and it stays hot (also when gdb removes and
+  re-inserts its watchpoints at every stop) for the life of the unit.
 """
 
 from __future__ import annotations
 
 import ctypes
+import enum
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -36,10 +68,11 @@ from unicorn import (
     UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_READ, UC_MEM_WRITE, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE,
     Uc, UcError,
 )
+from unicorn.x86_const import UC_X86_REG_RIP
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_R, HW_BREAKPOINT_W, HW_BREAKPOINT_X, Hit, WatchSlot
 
-__all__ = ["PAGE_SIZE", "DebugUnit", "slot_matches", "pages_of"]
+__all__ = ["PAGE_SIZE", "DebugUnit", "WatchFault", "WatchMode", "WatchStatistics", "slot_matches", "pages_of"]
 
 PAGE_SIZE = 0x1000
 _PAGE_MASK = ~(PAGE_SIZE - 1)
@@ -47,6 +80,26 @@ _PAGE_MASK = ~(PAGE_SIZE - 1)
 # What a slot kind takes away from its pages so that the access it watches faults.
 _PROT_REMOVED_FOR = {HW_BREAKPOINT_W: UC_PROT_WRITE, HW_BREAKPOINT_R: UC_PROT_READ}
 _ACCESS_OF_UC = {UC_MEM_READ: HW_BREAKPOINT_R, UC_MEM_WRITE: HW_BREAKPOINT_W}
+_HOOK_KIND_FOR = {HW_BREAKPOINT_R: UC_HOOK_MEM_READ, HW_BREAKPOINT_W: UC_HOOK_MEM_WRITE}
+
+# How far before a slot its hook starts: Unicorn reports accesses of at most
+# 8 bytes (a 16-byte movdqu is two, fxsave many: measured); 16 is the x86
+# bound and costs only a Python call for a near miss.
+_WIDEST_ACCESS = 16
+_LONGEST_INSTRUCTION = 15
+
+# Hot-page policy: after this many false faults on a page (accesses that
+# matched no slot), compare the time their watched steps took with the time
+# the program ran before them; a page switches when the steps' share is above
+# _HOT_FAULT_SHARE, else its tally is halved and keeps counting.  Derivation
+# (measured on the bench loop): a false fault costs ~40 us in all, of which
+# the step is ~10 us; hook mode runs code ~3.7x slower; so hook mode wins when
+# the program runs less than ~40 / 2.7 = 15 us between false faults (~20 us
+# as measured, with emu_start's own ~5 us), i.e. when the steps take more than
+# 10 / (10 + 20) ~ 0.35 of the two.  A tight loop shows ~0.7, a page touched
+# every millisecond ~0.01.
+_HOT_AFTER_FALSE_FAULTS = 64
+_HOT_FAULT_SHARE = 0.35
 
 
 def slot_matches(slot: WatchSlot, addr: int, size: int, access: int) -> bool:
@@ -120,6 +173,33 @@ class _MemoryHook:
             raise UcError(status)
 
 
+class WatchMode(enum.Enum):
+    """How the pages that hold data slots are watched."""
+
+    AUTO = "auto"          # protection; a page busy with false sharing switches to a hook
+    PROTECT = "protect"    # protection only: every access to a watched page faults
+    HOOK = "hook"          # every watched page in hook mode from the start (tests, benchmarks)
+
+
+@dataclass(frozen=True)
+class WatchFault:
+    """A protection fault the watch caused, as the CPU saw it: what the hot-page policy learns from."""
+
+    pc: int
+    fetch: bool            # the instruction fetch faulted (a read-watched page that holds code)
+    run_seconds: float     # how long the program ran before it
+
+
+@dataclass(frozen=True)
+class WatchStatistics:
+    """Python-level work the data slots have caused so far."""
+
+    protection_faults: int     # watch faults, each one stepped instruction
+    false_faults: int          # ... of which matched no slot (false sharing)
+    hook_stops: int            # runs a slot hook stopped at a matching access
+    hot_pages: frozenset[int]  # watched pages now in hook mode
+
+
 @dataclass(frozen=True)
 class _Access:
     addr: int
@@ -127,17 +207,34 @@ class _Access:
     access: int
 
 
+@dataclass(frozen=True)
+class _HookStop:
+    pc: int                    # the instruction the slot hook stopped in
+    addr: int
+    saved: bytes | None        # what the stopped store overwrote (None for a read)
+
+
+@dataclass
+class _Traffic:
+    """False faults on one page and what they cost (the hot-page policy's tally)."""
+
+    faults: int = 0
+    handling: float = 0.0
+    running: float = 0.0
+
+
 HookWrapper = Callable[[Callable[..., object]], Callable[..., object]]
 
 
 class DebugUnit:
-    """DR0-DR3/DR7 as enforced state: which slots exist and which pages they guard.
+    """DR0-DR3/DR7 as enforced state: which slots exist and how their pages are watched.
 
     `guest_perms(page)` gives the program's own UC_PROT_* for a page (None if
     unmapped): the permissions restored during a step and the base from which
     watch bits are removed, so a genuine guest violation still faults.
     `wrap_hook` wraps every hook callback this unit installs (the CPU uses it
-    to carry exceptions out of emu_start).
+    to carry exceptions out of emu_start).  `mode` chooses protection, hooks,
+    or protection that switches busy pages to hooks (see the module docstring).
     """
 
     def __init__(
@@ -145,17 +242,35 @@ class DebugUnit:
         uc: Uc,
         guest_perms: Callable[[int], int | None],
         wrap_hook: HookWrapper = lambda fn: fn,
+        mode: WatchMode = WatchMode.AUTO,
     ) -> None:
         self._uc = uc
         self._guest_perms = guest_perms
+        self._mode = mode
         self._memory_hook = _MemoryHook(uc, wrap_hook(self._on_memory_access))
+        self._on_slot_hook = wrap_hook(self._on_slot_access)
         self._slots: tuple[WatchSlot, ...] = ()
         self._data_slots: tuple[WatchSlot, ...] = ()
         self._exec_slots: dict[int, tuple[int, ...]] = {}
         self._by_index: dict[int, WatchSlot] = {}
-        self._removed: dict[int, int] = {}    # page -> UC_PROT bits taken away from the guest's
+        self._removed: dict[int, int] = {}    # page -> UC_PROT bits the slots need taken away there
+        self._protected: dict[int, int] = {}  # ... restricted to the pages watched by protection
+        self._hooked_pages: frozenset[int] = frozenset()
+        self._slot_hooks: list[int] = []
+        self._learned_hot: set[int] = set()   # pages that proved busy: hooked whenever watched
+        self._traffic: dict[int, _Traffic] = {}
         self._first_match: _Access | None = None
         self._matched: set[int] = set()
+        self._hook_stop: _HookStop | None = None
+        # the watched step in progress
+        self._stepping = False
+        self._step_fault: WatchFault | None = None
+        self._step_started = 0.0
+        self._step_pages: set[int] = set()
+        # statistics
+        self._protection_faults = 0
+        self._false_faults = 0
+        self._hook_stops = 0
 
     # ---- what is armed -------------------------------------------------------------------
     @property
@@ -172,12 +287,22 @@ class DebugUnit:
 
     @property
     def watched_pages(self) -> dict[int, int]:
-        """page -> UC_PROT bits removed from the guest's permissions there."""
-        return dict(self._removed)
+        """page -> UC_PROT bits removed from the guest's permissions there (protected pages only)."""
+        return dict(self._protected)
+
+    @property
+    def hot_pages(self) -> frozenset[int]:
+        """Watched pages in hook mode: guest permissions, a memory hook per slot on them."""
+        return self._hooked_pages
+
+    @property
+    def hook_mode(self) -> bool:
+        """Some slot is watched by a memory hook: runs must be counted (see the module docstring)."""
+        return bool(self._slot_hooks)
 
     @property
     def memory_hooks(self) -> int:
-        return 1 if self._memory_hook.installed else 0
+        return len(self._slot_hooks) + (1 if self._memory_hook.installed else 0)
 
     def exec_slots_at(self, addr: int) -> tuple[int, ...]:
         return self._exec_slots.get(addr, ())
@@ -185,9 +310,12 @@ class DebugUnit:
     def slot(self, index: int) -> WatchSlot:
         return self._by_index[index]
 
+    def statistics(self) -> WatchStatistics:
+        return WatchStatistics(self._protection_faults, self._false_faults, self._hook_stops, self._hooked_pages)
+
     def load(self, slots: Sequence[WatchSlot]) -> None:
         """Enforce exactly `slots` from now on (the DR7 write)."""
-        self._unprotect()
+        self._disarm()
         self._slots = tuple(slots)
         self._by_index = {s.index: s for s in self._slots}
         self._data_slots = tuple(s for s in self._slots if s.access & (HW_BREAKPOINT_R | HW_BREAKPOINT_W))
@@ -205,20 +333,29 @@ class DebugUnit:
             for page in pages_of(s.addr, s.length):
                 removed[page] = removed.get(page, 0) | bits
         self._removed = removed
-        self._protect()
+        self._arm()
 
     def reprotect(self) -> None:
         """Re-apply the watch protection after the guest changed its mappings."""
         self._protect()
 
     # ---- one watched instruction ----------------------------------------------------------
-    def begin_step(self) -> None:
-        """Give watched pages back their guest permissions and record accesses."""
+    def begin_step(self, fault: WatchFault | None = None) -> None:
+        """Give watched pages back their guest permissions and record accesses.
+
+        `fault`: the protection fault that made the CPU step this instruction.
+        """
         if not self._data_slots:
             return
         self._unprotect()
         self._first_match = None
         self._matched.clear()
+        self._step_pages.clear()
+        self._stepping = True          # the slot hooks leave this instruction to the recorder
+        self._step_fault = fault
+        if fault is not None:
+            self._protection_faults += 1
+            self._step_started = time.perf_counter()
         # The whole address space: an access may start on the page before a
         # watched one, and the hook only lives for one instruction.
         self._memory_hook.add()
@@ -227,11 +364,22 @@ class DebugUnit:
         if not self._memory_hook.installed:
             return
         self._memory_hook.remove()
-        self._protect()
+        self._stepping = False
+        fault, self._step_fault = self._step_fault, None
+        hot = set()
+        if fault is not None and self._first_match is None:
+            hot = self._count_false_fault(fault, time.perf_counter() - self._step_started)
+        if hot:
+            self._disarm()
+            self._learned_hot |= hot
+            self._arm()
+        else:
+            self._protect()
 
     def take_hit(self, cpu: int, task: object, ip: int) -> Hit | None:
-        """The Hit for the instruction just stepped, or None (and forget it)."""
+        """The Hit for the instruction just stepped (or just stopped after), or None (and forget it)."""
         first, matched = self._first_match, self._matched
+        self._hook_stop = None
         if first is None:
             return None
         self._first_match = None
@@ -243,22 +391,121 @@ class DebugUnit:
         self._first_match = None
         self._matched.clear()
 
+    # ---- slot hooks ----------------------------------------------------------------------
+    @property
+    def hook_stop_pc(self) -> int | None:
+        """The instruction in which a slot hook stopped the last run, if one did."""
+        return None if self._hook_stop is None else self._hook_stop.pc
+
+    def rewind_hook_stop(self) -> None:
+        """The run stopped inside an instruction (RIP on it): undo the store it stopped at.
+
+        Everything else the instruction did before that store is redone
+        identically when it is stepped (x86 instructions read before they write).
+        """
+        stop, self._hook_stop = self._hook_stop, None
+        self.discard_accesses()
+        if stop is not None and stop.saved is not None:
+            self._uc.mem_write(stop.addr, stop.saved)
+
     # ---- internals ------------------------------------------------------------------------
     def _on_memory_access(self, uc: Uc, uc_access: int, addr: int, size: int, value: int, _: object) -> None:
         access = _ACCESS_OF_UC.get(uc_access)
         if access is None:
             return
+        for page in {addr & _PAGE_MASK, (addr + size - 1) & _PAGE_MASK}:
+            if page in self._protected:
+                self._step_pages.add(page)
         for s in self._data_slots:
             if slot_matches(s, addr, size, access):
                 if self._first_match is None:
                     self._first_match = _Access(addr, size, access)
                 self._matched.add(s.index)
 
+    def _on_slot_access(self, uc: Uc, uc_access: int, addr: int, size: int, value: int, _: object) -> None:
+        if self._stepping:
+            return
+        access = _ACCESS_OF_UC.get(uc_access)
+        if access is None:
+            return
+        matched = [s.index for s in self._data_slots if slot_matches(s, addr, size, access)]
+        if not matched:
+            return              # a near miss inside the widened range
+        if self._hook_stop is None:
+            saved = self._read_quietly(addr, size) if access == HW_BREAKPOINT_W else None
+            self._hook_stop = _HookStop(uc.reg_read(UC_X86_REG_RIP), addr, saved)
+            self._first_match = _Access(addr, size, access)
+            self._hook_stops += 1
+            uc.emu_stop()
+        # (a helper-implemented instruction goes on to its other accesses: they count too)
+        self._matched.update(matched)
+
+    def _read_quietly(self, addr: int, size: int) -> bytes | None:
+        try:
+            return bytes(self._uc.mem_read(addr, size))
+        except UcError:         # not mapped: the access faults and writes nothing
+            return None
+
+    def _count_false_fault(self, fault: WatchFault, handling: float) -> set[int]:
+        """Tally a step that matched no slot on the pages it faulted on; the pages now hot."""
+        pages = set(self._step_pages)
+        if fault.fetch:
+            pages.update(p for p in pages_of(fault.pc, _LONGEST_INSTRUCTION) if p in self._protected)
+        if not pages:           # the guest's own violation, not ours
+            return set()
+        self._false_faults += 1
+        if self._mode is not WatchMode.AUTO:
+            return set()
+        hot = set()
+        for page in pages:
+            traffic = self._traffic.setdefault(page, _Traffic())
+            traffic.faults += 1
+            traffic.handling += handling
+            traffic.running += fault.run_seconds
+            if traffic.faults < _HOT_AFTER_FALSE_FAULTS:
+                continue
+            if traffic.handling >= _HOT_FAULT_SHARE * (traffic.handling + traffic.running):
+                hot.add(page)
+                del self._traffic[page]
+            else:               # not busy enough: let older faults weigh half
+                traffic.faults //= 2
+                traffic.handling /= 2
+                traffic.running /= 2
+        return hot
+
+    def _arm(self) -> None:
+        """Watch `_removed`: hooks on the hot pages' slots, protection on the other pages."""
+        if self._mode is WatchMode.HOOK:
+            hot = frozenset(self._removed)
+        elif self._mode is WatchMode.AUTO:
+            hot = frozenset(self._learned_hot.intersection(self._removed))
+        else:
+            hot = frozenset()
+        self._hooked_pages = hot
+        self._protected = {page: bits for page, bits in self._removed.items() if page not in hot}
+        for s in self._data_slots:
+            if hot.isdisjoint(pages_of(s.addr, s.length)):
+                continue
+            kinds = 0
+            for kind, hook_kind in _HOOK_KIND_FOR.items():
+                if s.access & kind:
+                    kinds |= hook_kind
+            begin = max(0, s.addr - (_WIDEST_ACCESS - 1))
+            self._slot_hooks.append(self._uc.hook_add(kinds, self._on_slot_hook, begin=begin,
+                                                      end=s.addr + s.length - 1))
+        self._protect()
+
+    def _disarm(self) -> None:
+        self._unprotect()
+        for handle in self._slot_hooks:
+            self._uc.hook_del(handle)
+        self._slot_hooks.clear()
+
     def _protect(self) -> None:
-        self._set_perms(self._removed.items())
+        self._set_perms(self._protected.items())
 
     def _unprotect(self) -> None:
-        self._set_perms((page, 0) for page in self._removed)
+        self._set_perms((page, 0) for page in self._protected)
 
     def _set_perms(self, pages: Iterable[tuple[int, int]]) -> None:
         for page, removed in pages:

@@ -19,6 +19,7 @@ from unicorn.x86_const import (
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_RW, HW_BREAKPOINT_W, HW_BREAKPOINT_X, Hit, WatchSlot
 from gdbstub.target.cpu import Cpu
+from gdbstub.target.debugregs import WatchMode
 from gdbstub.target.events import (
     SIGABRT, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, StopEvent, StopKind,
 )
@@ -339,6 +340,27 @@ def test_ctrl_c_stops_a_loop_that_is_busy_with_watch_faults():
     assert prog["spin"] <= stop.pc < prog["after"]
 
 
+def test_ctrl_c_stops_a_loop_busy_with_hook_stops():
+    prog = RawProgram(f"""
+        .set X, {X:#x}
+    spin:
+        add qword ptr [X], 1
+        jmp spin
+    after:
+    """)
+    cpu = Cpu(prog.uc, watch_mode=WatchMode.HOOK)
+    cpu.on_debug_exception = lambda hit: False
+    cpu.set_debug_slots([WatchSlot(0, X, 8, HW_BREAKPOINT_W)])
+    timer = threading.Timer(0.05, cpu.request_stop)
+    started = time.monotonic()
+    timer.start()
+    stop = cpu.run()
+    timer.join()
+    assert time.monotonic() - started < 0.15
+    assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGINT)
+    assert prog["spin"] <= stop.pc < prog["after"] and cpu.watch_statistics().hook_stops > 0
+
+
 def test_queued_interrupt_returns_at_once_without_executing():
     prog, cpu = make("mov rax, 1\n int3")
     cpu.request_stop()
@@ -427,10 +449,10 @@ class MiniProcess:
             uc.reg_write(UC_X86_REG_RAX, -38 & (2**64 - 1))   # -ENOSYS
 
 
-def make_with_process(source: str) -> tuple[RawProgram, Cpu, MiniProcess]:
+def make_with_process(source: str, mode: WatchMode = WatchMode.AUTO) -> tuple[RawProgram, Cpu, MiniProcess]:
     prog = RawProgram(f".set X, {X:#x}\n" + source)
     proc = MiniProcess(prog.uc)
-    return prog, Cpu(prog.uc, process=proc), proc
+    return prog, Cpu(prog.uc, process=proc, watch_mode=mode), proc
 
 
 def test_process_exit_is_exited_with_its_status():
@@ -460,7 +482,8 @@ def test_exit_while_single_stepping():
     assert [cpu.run(step=True).kind for _ in range(3)] == [StopKind.STEP, StopKind.STEP, StopKind.EXITED]
 
 
-def test_mprotect_of_a_watched_page_keeps_it_watched_and_respects_the_guest():
+@pytest.mark.parametrize("mode", [WatchMode.PROTECT, WatchMode.HOOK])
+def test_mprotect_of_a_watched_page_keeps_it_watched_and_respects_the_guest(mode):
     prog, cpu, proc = make_with_process(f"""
         mov qword ptr [X], 1
     first:
@@ -472,13 +495,14 @@ def test_mprotect_of_a_watched_page_keeps_it_watched_and_respects_the_guest():
         mov rax, qword ptr [X]
     read_done:
         mov qword ptr [X], 2
-    """)
+    """, mode)
     cpu.on_debug_exception = lambda hit: True
     cpu.set_debug_slots([WatchSlot(0, X, 8, HW_BREAKPOINT_RW)])
     assert (cpu.run().kind, cpu.pc) == (StopKind.WATCH, prog["first"])
     # the guest made the page read-only: our protection is re-applied on top of it
     assert (cpu.run().kind, cpu.pc) == (StopKind.WATCH, prog["read_done"])
     assert signal_stop(cpu.run()) == (StopKind.SIGNAL, SIGSEGV, prog["read_done"])
+    assert cpu.read_memory(X, 8) == (1).to_bytes(8, "little")      # the refused store left nothing
 
 
 # ---- a real program through LinuxProcess (skipped until the process layer is there) -----------

@@ -7,10 +7,11 @@ that the watched instruction ran exactly once.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 import pytest
-from unicorn import UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE
+from unicorn import UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE
 from unicorn.x86_const import (
     UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RSP,
 )
@@ -19,7 +20,7 @@ from gdbstub.hwbp.attr import (
     HW_BREAKPOINT_R, HW_BREAKPOINT_RW, HW_BREAKPOINT_W, HW_BREAKPOINT_X, Hit, WatchSlot,
 )
 from gdbstub.target.cpu import Cpu
-from gdbstub.target.debugregs import pages_of, slot_matches
+from gdbstub.target.debugregs import WatchMode, pages_of, slot_matches
 from gdbstub.target.events import SIGSEGV, SIGTRAP, StopKind, WatchHit
 from tests.target.asm import CODE_BASE, DATA_BASE, STACK_TOP, RawProgram
 
@@ -38,16 +39,35 @@ class Recorder:
         return self.stop
 
 
-def make_cpu(source: str, slots: list[WatchSlot], stop: bool = True, start: str | None = None,
-             code_perms: int | None = None):
+def build_cpu(source: str, slots: list[WatchSlot], mode: WatchMode, stop: bool = True,
+              start: str | None = None, code_perms: int | None = None):
     prog = RawProgram(f".set X, {X:#x}\n" + source, start=start)
     if code_perms is not None:
         prog.uc.mem_protect(CODE_BASE, 0x1000, code_perms)
-    cpu = Cpu(prog.uc)
+    cpu = Cpu(prog.uc, watch_mode=mode)
     rec = Recorder(stop)
     cpu.on_debug_exception = rec
     cpu.set_debug_slots(slots)
     return prog, cpu, rec
+
+
+@pytest.fixture(params=[WatchMode.PROTECT, WatchMode.HOOK], ids=lambda mode: mode.value)
+def mode(request) -> WatchMode:
+    """Every semantic test runs with page protection and again with every watched page hooked."""
+    return request.param
+
+
+@pytest.fixture
+def make_cpu(mode: WatchMode):
+    """make_cpu(source, slots, stop=True, start=None, code_perms=None) -> (program, cpu, recorder)."""
+    return functools.partial(build_cpu, mode=mode)
+
+
+def assert_python_stops(cpu: Cpu, mode: WatchMode, stops: int) -> None:
+    """The slots cost exactly `stops` Python-level stops, of the kind the mode uses."""
+    stats = cpu.watch_statistics()
+    expected = {WatchMode.PROTECT: (stops, 0), WatchMode.HOOK: (0, stops)}[mode]
+    assert (stats.protection_faults, stats.hook_stops) == expected
 
 
 def q(cpu: Cpu, addr: int) -> int:
@@ -93,7 +113,7 @@ def test_pages_of_a_range_crossing_a_page():
 
 
 # ---- trap semantics on single instructions ------------------------------------------------------
-def test_add_traps_after_the_instruction_ran_once():
+def test_add_traps_after_the_instruction_ran_once(make_cpu, mode):
     prog, cpu, rec = make_cpu("""
     insn:
         add qword ptr [X], 1
@@ -112,9 +132,10 @@ def test_add_traps_after_the_instruction_ran_once():
     stop = cpu.run()
     assert (stop.kind, stop.signal, stop.pc) == (StopKind.SIGNAL, SIGTRAP, prog["next"] + 1)
     assert q(cpu, X) == 42
+    assert_python_stops(cpu, mode, 1)
 
 
-def test_rmw_with_an_access_slot_gives_one_hit_for_read_and_write():
+def test_rmw_with_an_access_slot_gives_one_hit_for_read_and_write(make_cpu):
     prog, cpu, rec = make_cpu("""
     insn:
         add dword ptr [X], 5
@@ -129,7 +150,7 @@ def test_rmw_with_an_access_slot_gives_one_hit_for_read_and_write():
     assert q(cpu, X) == 5
 
 
-def test_push_onto_a_watched_stack_slot():
+def test_push_onto_a_watched_stack_slot(make_cpu):
     prog, cpu, rec = make_cpu("""
         mov rax, 0x1122334455667788
     insn:
@@ -144,7 +165,7 @@ def test_push_onto_a_watched_stack_slot():
     assert rec.hits[0].ip == prog["insn"]
 
 
-def test_call_traps_on_the_return_address_push_at_the_callee():
+def test_call_traps_on_the_return_address_push_at_the_callee(make_cpu):
     prog, cpu, rec = make_cpu("""
     insn:
         call callee
@@ -160,7 +181,7 @@ def test_call_traps_on_the_return_address_push_at_the_callee():
     assert rec.hits[0].ip == prog["insn"]
 
 
-def test_xchg_reads_and_writes_once():
+def test_xchg_reads_and_writes_once(make_cpu):
     prog, cpu, rec = make_cpu("""
         mov rax, 9
     insn:
@@ -175,7 +196,7 @@ def test_xchg_reads_and_writes_once():
     assert len(rec.hits) == 1
 
 
-def test_lock_cmpxchg_success_writes_once():
+def test_lock_cmpxchg_success_writes_once(make_cpu):
     prog, cpu, rec = make_cpu("""
         mov rax, 3
         mov rcx, 8
@@ -191,7 +212,7 @@ def test_lock_cmpxchg_success_writes_once():
     assert len(rec.hits) == 1 and rec.hits[0].ip == prog["insn"]
 
 
-def test_sse_store_over_a_watch_in_its_middle():
+def test_sse_store_over_a_watch_in_its_middle(make_cpu):
     prog, cpu, rec = make_cpu("""
         mov rax, 0x0101010101010101
         movq xmm0, rax
@@ -209,7 +230,7 @@ def test_sse_store_over_a_watch_in_its_middle():
     assert hit.addr <= X + 8 < hit.addr + hit.size and hit.access == HW_BREAKPOINT_W
 
 
-def test_rep_stosq_traps_after_the_iteration_that_wrote_the_range():
+def test_rep_stosq_traps_after_the_iteration_that_wrote_the_range(make_cpu):
     # 4 qwords from X; the watch covers the third one.
     prog, cpu, rec = make_cpu("""
         mov rdi, X
@@ -234,7 +255,7 @@ def test_rep_stosq_traps_after_the_iteration_that_wrote_the_range():
     assert len(rec.hits) == 1
 
 
-def test_rep_stosq_trap_on_the_last_iteration_leaves_the_instruction():
+def test_rep_stosq_trap_on_the_last_iteration_leaves_the_instruction(make_cpu):
     prog, cpu, rec = make_cpu("""
         mov rdi, X
         mov rcx, 3
@@ -250,7 +271,7 @@ def test_rep_stosq_trap_on_the_last_iteration_leaves_the_instruction():
     assert [q(cpu, X + 8 * i) for i in range(4)] == [2, 2, 2, 0]
 
 
-def test_rep_movsb_traps_per_iteration_on_the_source_with_an_access_slot():
+def test_rep_movsb_traps_per_iteration_on_the_source_with_an_access_slot(make_cpu):
     prog, cpu, rec = make_cpu(f"""
         mov rsi, X
         mov rdi, {X + 0x100:#x}
@@ -270,7 +291,7 @@ def test_rep_movsb_traps_per_iteration_on_the_source_with_an_access_slot():
     assert (reg(cpu, UC_X86_REG_RCX), reg(cpu, UC_X86_REG_RSI)) == (0, X + 8)
 
 
-def test_rep_movsb_trap_leaves_rcx_rsi_rdi_as_hardware_does():
+def test_rep_movsb_trap_leaves_rcx_rsi_rdi_as_hardware_does(make_cpu):
     prog, cpu, rec = make_cpu(f"""
         mov rsi, {X + 0x100:#x}
         mov rdi, X
@@ -285,6 +306,62 @@ def test_rep_movsb_trap_leaves_rcx_rsi_rdi_as_hardware_does():
         (2, X + 0x106, X + 6)
 
 
+def test_locked_read_modify_writes_run_once(make_cpu, mode):
+    # (a hook stops `lock add` after its store is in memory: the stop must be undone exactly)
+    prog, cpu, rec = make_cpu("""
+        mov rax, 5
+    add:
+        lock add qword ptr [X], 1
+    xadd:
+        lock xadd qword ptr [X], rax
+    next:
+        int3
+    """, [w(X, 8)])
+    cpu.write_memory(X, struct.pack("<Q", 10))
+    assert (cpu.run().pc, q(cpu, X)) == (prog["xadd"], 11)
+    assert (cpu.run().pc, q(cpu, X), reg(cpu, UC_X86_REG_RAX)) == (prog["next"], 16, 11)
+    assert [h.ip for h in rec.hits] == [prog["add"], prog["xadd"]]
+    assert_python_stops(cpu, mode, 2)
+
+
+@pytest.mark.parametrize("insn,slot_offset,length,access", [
+    ("fstp tbyte ptr [X]", 8, 2, HW_BREAKPOINT_W),         # x87 80-bit store: 8 + 2 bytes
+    ("fld tbyte ptr [X]", 8, 2, HW_BREAKPOINT_RW),
+    ("fxsave [X]", 160, 8, HW_BREAKPOINT_W),               # 512 bytes; the slot on xmm0's image
+    ("lock cmpxchg16b xmmword ptr [X]", 8, 8, HW_BREAKPOINT_W),
+])
+def test_instructions_done_in_a_c_helper_trap_after_themselves(make_cpu, mode, insn, slot_offset, length,
+                                                               access, request):
+    # Their accesses happen inside one C call, where a hook's stop cannot land (see debugregs.py).
+    if mode is WatchMode.PROTECT and not insn.startswith("fld"):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "Unicorn 2.1.4: a C helper's store to a write-protected page is dropped and the run goes on "
+            "past the instruction (UC_ERR_WRITE_PROT only when it ends): protection cannot watch them")))
+    prog, cpu, rec = make_cpu(f"""
+        fld1
+        mov rax, 0x1111
+        xor edx, edx
+        mov rbx, 0x2222
+        mov rcx, 0x3333
+        movq xmm0, rcx
+    insn:
+        {insn}
+    next:
+        int3
+    """, [w(X + slot_offset, length, access=access)])
+    cpu.write_memory(X, struct.pack("<QQ", 0x1111, 0))     # cmpxchg16b: rdx:rax matches, it stores
+    stop = cpu.run()
+    assert (stop.kind, stop.pc) == (StopKind.WATCH, prog["next"])
+    assert [h.ip for h in rec.hits] == [prog["insn"]]
+    assert X + slot_offset - 8 < rec.hits[0].addr < X + slot_offset + length
+    if "cmpxchg16b" in insn:
+        assert cpu.read_memory(X, 16) == struct.pack("<QQ", 0x2222, 0x3333)
+    if "fxsave" in insn:
+        assert q(cpu, X + 160) == 0x3333
+    assert cpu.run().signal == SIGTRAP and len(rec.hits) == 1
+    assert_python_stops(cpu, mode, 1)
+
+
 # ---- the overlap table, executed ----------------------------------------------------------------
 @pytest.mark.parametrize("offset,width,hits", [
     (-4, "qword", 1),      # 8-byte write starting 4 bytes before a 4-byte watch
@@ -295,7 +372,7 @@ def test_rep_movsb_trap_leaves_rcx_rsi_rdi_as_hardware_does():
     (4, "dword", 0),       # adjacent above
     (-8, "qword", 0),
 ])
-def test_overlap_table_on_real_writes(offset, width, hits):
+def test_overlap_table_on_real_writes(offset, width, hits, make_cpu):
     prog, cpu, rec = make_cpu(f"""
         mov {width} ptr [{X + offset:#x}], 0x5a
         int3
@@ -305,7 +382,7 @@ def test_overlap_table_on_real_writes(offset, width, hits):
     assert stop.kind is (StopKind.WATCH if hits else StopKind.SIGNAL)
 
 
-def test_access_kinds_on_real_reads_and_writes():
+def test_access_kinds_on_real_reads_and_writes(make_cpu):
     source = """
         mov rax, qword ptr [X]
     after_read:
@@ -326,7 +403,7 @@ def test_access_kinds_on_real_reads_and_writes():
         assert pcs == [prog[label] for label in labels], access
 
 
-def test_two_slots_one_instruction_give_one_hit_with_both():
+def test_two_slots_one_instruction_give_one_hit_with_both(make_cpu):
     prog, cpu, rec = make_cpu("""
         mov qword ptr [X], 1
     next:
@@ -338,7 +415,7 @@ def test_two_slots_one_instruction_give_one_hit_with_both():
     assert {h.slot for h in stop.watches} == {0, 2}
 
 
-def test_slots_on_two_pages_and_an_access_crossing_the_page_boundary():
+def test_slots_on_two_pages_and_an_access_crossing_the_page_boundary(make_cpu):
     boundary = DATA_BASE + 0x1000
     prog, cpu, rec = make_cpu(f"""
         mov qword ptr [{boundary - 4:#x}], -1
@@ -348,9 +425,10 @@ def test_slots_on_two_pages_and_an_access_crossing_the_page_boundary():
     stop = cpu.run()
     assert stop.kind is StopKind.WATCH and stop.pc == prog["next"]
     assert q(cpu, boundary - 4) == 2**64 - 1
+    assert rec.hits[0].addr == boundary - 4 and rec.hits[0].size == 8
 
 
-def test_non_stopping_handler_sees_every_hit_and_the_result_is_unchanged():
+def test_non_stopping_handler_sees_every_hit_and_the_result_is_unchanged(make_cpu, mode):
     source = """
         mov rcx, 100
     loop:
@@ -365,9 +443,10 @@ def test_non_stopping_handler_sees_every_hit_and_the_result_is_unchanged():
     assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGTRAP)
     assert len(rec.hits) == 100
     assert q(cpu, X) == 300
+    assert_python_stops(cpu, mode, 100)          # a W slot: the loop's reads cost nothing
 
 
-def test_false_sharing_page_neighbours_run_on_untouched():
+def test_false_sharing_page_neighbours_run_on_untouched(make_cpu):
     # The watch shares a page with the loop's counter, which it never matches.
     prog, cpu, rec = make_cpu("""
         mov rcx, 50
@@ -395,18 +474,20 @@ var:
 """
 
 
-def test_code_on_a_write_watched_page_still_runs():
+def test_code_on_a_write_watched_page_still_runs(make_cpu, mode):
     # The watched variable lives in the code page itself, made writable.
     prog, cpu, rec = make_cpu(CODE_PAGE_LOOP.format(insn="add qword ptr [rip + var], 1"), [],
                               code_perms=UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC)
     cpu.set_debug_slots([w(prog["var"], 8)])
-    assert {b: p for b, _, p in cpu.uc.mem_regions()}[CODE_BASE] == UC_PROT_READ | UC_PROT_EXEC
+    # protection takes WRITE away; a hooked page keeps the guest's permissions
+    expected = {WatchMode.PROTECT: UC_PROT_READ | UC_PROT_EXEC, WatchMode.HOOK: UC_PROT_ALL}[mode]
+    assert {b: p for b, _, p in cpu.uc.mem_regions()}[CODE_BASE] == expected
     stops = [cpu.run() for _ in range(6)]
     assert [s.kind for s in stops] == [StopKind.WATCH] * 5 + [StopKind.SIGNAL]
     assert q(cpu, prog["var"]) == 0x77 + 5
 
 
-def test_code_on_a_read_watched_page_still_runs():
+def test_code_on_a_read_watched_page_still_runs(make_cpu):
     prog, cpu, rec = make_cpu(CODE_PAGE_LOOP.format(insn="mov rax, qword ptr [rip + var]"), [])
     cpu.set_debug_slots([w(prog["var"], 8, access=HW_BREAKPOINT_RW)])
     stops = [cpu.run() for _ in range(6)]
@@ -415,7 +496,7 @@ def test_code_on_a_read_watched_page_still_runs():
     assert reg(cpu, UC_X86_REG_RAX) == 0x77 and reg(cpu, UC_X86_REG_RCX) == 0
 
 
-def test_exec_slot_on_a_read_watched_code_page():
+def test_exec_slot_on_a_read_watched_code_page(make_cpu):
     # Code on the page runs by fetch faults: the execute slot must still fire once per arrival.
     prog, cpu, rec = make_cpu(CODE_PAGE_LOOP.format(insn="nop"), [])
     cpu.set_debug_slots([w(prog["var"], 8, access=HW_BREAKPOINT_RW),
@@ -425,14 +506,14 @@ def test_exec_slot_on_a_read_watched_code_page():
     assert len(rec.hits) == 5
 
 
-def test_debugger_memory_access_never_triggers_and_works_on_watched_pages():
+def test_debugger_memory_access_never_triggers_and_works_on_watched_pages(make_cpu):
     prog, cpu, rec = make_cpu("int3", [w(X, 8, access=HW_BREAKPOINT_RW)])
     cpu.write_memory(X, b"\x11" * 8)
     assert cpu.read_memory(X, 8) == b"\x11" * 8
     assert cpu.run().signal == SIGTRAP and rec.hits == []
 
 
-def test_guest_write_to_its_own_read_only_page_is_sigsegv_even_when_watched():
+def test_guest_write_to_its_own_read_only_page_is_sigsegv_even_when_watched(mode):
     prog = RawProgram(f"""
         mov rax, 1
     insn:
@@ -440,7 +521,7 @@ def test_guest_write_to_its_own_read_only_page_is_sigsegv_even_when_watched():
         int3
     """)
     prog.uc.mem_protect(DATA_BASE + 0x3000, 0x1000, UC_PROT_READ)
-    cpu = Cpu(prog.uc)
+    cpu = Cpu(prog.uc, watch_mode=mode)
     rec = Recorder()
     cpu.on_debug_exception = rec
     cpu.set_debug_slots([w(DATA_BASE + 0x3000, 8, access=HW_BREAKPOINT_RW)])
@@ -449,18 +530,23 @@ def test_guest_write_to_its_own_read_only_page_is_sigsegv_even_when_watched():
     assert rec.hits == [] and q(cpu, DATA_BASE + 0x3000) == 0
 
 
-def test_clearing_the_slots_restores_the_guest_permissions():
+def test_clearing_the_slots_restores_the_guest_permissions(make_cpu, mode):
     prog, cpu, rec = make_cpu("int3", [w(X, 8, access=HW_BREAKPOINT_RW), w(CODE_BASE, 8, 1, HW_BREAKPOINT_RW)])
     perms = {b: p for b, _, p in cpu.uc.mem_regions()}
-    # reads watched on a page that executes: EXEC goes too (see debugregs' docstring)
-    assert perms[DATA_BASE] == 0 and perms[CODE_BASE] == 0
+    if mode is WatchMode.PROTECT:
+        # reads watched on a page that executes: EXEC goes too (see debugregs' docstring)
+        assert perms[DATA_BASE] == 0 and perms[CODE_BASE] == 0
+    else:
+        assert cpu.hook_counts["memory"] == 2 and cpu.watch_statistics().hot_pages == {DATA_BASE, CODE_BASE}
+        assert perms[DATA_BASE] == UC_PROT_READ | UC_PROT_WRITE
     cpu.set_debug_slots([])
     perms = {b: p for b, _, p in cpu.uc.mem_regions()}
     assert perms[DATA_BASE] == UC_PROT_READ | UC_PROT_WRITE
     assert perms[CODE_BASE] == UC_PROT_READ | UC_PROT_EXEC
+    assert cpu.hook_counts["memory"] == 0
 
 
-def test_handler_can_disarm_its_slot_from_a_data_hit():
+def test_handler_can_disarm_its_slot_from_a_data_hit(make_cpu):
     prog, cpu, rec = make_cpu("""
         mov rcx, 10
     loop:
@@ -492,7 +578,7 @@ target:
 """
 
 
-def test_exec_slot_faults_before_and_resume_runs_the_instruction_once():
+def test_exec_slot_faults_before_and_resume_runs_the_instruction_once(make_cpu):
     prog, cpu, rec = make_cpu(EXEC_LOOP, [])
     cpu.set_debug_slots([WatchSlot(1, prog["target"], 1, HW_BREAKPOINT_X)])
     counts = []
@@ -508,7 +594,7 @@ def test_exec_slot_faults_before_and_resume_runs_the_instruction_once():
     assert all(h.ip == prog["target"] and h.access == HW_BREAKPOINT_X for h in rec.hits)
 
 
-def test_exec_slot_on_a_one_instruction_loop_stops_on_every_arrival():
+def test_exec_slot_on_a_one_instruction_loop_stops_on_every_arrival(make_cpu):
     prog, cpu, rec = make_cpu("""
     spin:
         jmp spin
@@ -520,7 +606,7 @@ def test_exec_slot_on_a_one_instruction_loop_stops_on_every_arrival():
     assert len(rec.hits) == 3
 
 
-def test_non_stopping_exec_handler_counts_every_arrival():
+def test_non_stopping_exec_handler_counts_every_arrival(make_cpu):
     prog, cpu, rec = make_cpu(EXEC_LOOP, [], stop=False)
     cpu.set_debug_slots([WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X)])
     stop = cpu.run()
@@ -528,7 +614,7 @@ def test_non_stopping_exec_handler_counts_every_arrival():
     assert len(rec.hits) == 3 and q(cpu, X) == 3
 
 
-def test_non_stopping_exec_slot_on_a_watched_instruction_counts_once_per_arrival():
+def test_non_stopping_exec_slot_on_a_watched_instruction_counts_once_per_arrival(make_cpu):
     # The instruction under the execute slot also faults on a watched page:
     # it is re-executed by the watch step, which must not call the handler again.
     prog, cpu, rec = make_cpu(EXEC_LOOP, [], stop=False)
@@ -539,7 +625,7 @@ def test_non_stopping_exec_slot_on_a_watched_instruction_counts_once_per_arrival
     assert q(cpu, X) == 3
 
 
-def test_exec_slot_right_after_a_watched_instruction():
+def test_exec_slot_right_after_a_watched_instruction(make_cpu):
     prog, cpu, rec = make_cpu(EXEC_LOOP, [])
     cpu.set_debug_slots([WatchSlot(0, prog["target"], 1, HW_BREAKPOINT_X), w(X, 8, index=1)])
     kinds = [(s.kind, s.pc) for s in (cpu.run() for _ in range(4))]
@@ -547,7 +633,7 @@ def test_exec_slot_right_after_a_watched_instruction():
     assert q(cpu, X) == 2
 
 
-def test_exec_handler_can_arm_a_data_slot_while_running():
+def test_exec_handler_can_arm_a_data_slot_while_running(make_cpu):
     prog, cpu, rec = make_cpu(EXEC_LOOP, [], stop=False)
     exec_slot = WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X)
     cpu.set_debug_slots([exec_slot])
@@ -565,7 +651,7 @@ def test_exec_handler_can_arm_a_data_slot_while_running():
 
 
 # ---- single step over each kind ----------------------------------------------------------------
-def test_step_onto_a_watched_write_reports_watch():
+def test_step_onto_a_watched_write_reports_watch(make_cpu):
     prog, cpu, rec = make_cpu("""
         nop
         add qword ptr [X], 1
@@ -577,7 +663,7 @@ def test_step_onto_a_watched_write_reports_watch():
     assert (stop.kind, stop.pc) == (StopKind.WATCH, prog["next"]) and q(cpu, X) == 1
 
 
-def test_step_with_a_non_stopping_data_handler_reports_step():
+def test_step_with_a_non_stopping_data_handler_reports_step(make_cpu):
     prog, cpu, rec = make_cpu("""
         add qword ptr [X], 1
     next:
@@ -587,7 +673,7 @@ def test_step_with_a_non_stopping_data_handler_reports_step():
     assert (stop.kind, stop.pc) == (StopKind.STEP, prog["next"]) and len(rec.hits) == 1
 
 
-def test_step_at_an_exec_slot_faults_then_steps_past_it():
+def test_step_at_an_exec_slot_faults_then_steps_past_it(make_cpu):
     prog, cpu, rec = make_cpu(EXEC_LOOP, [])
     cpu.set_debug_slots([WatchSlot(0, prog["target"], 1, HW_BREAKPOINT_X)])
     cpu.pc = prog["target"]
@@ -597,7 +683,7 @@ def test_step_at_an_exec_slot_faults_then_steps_past_it():
     assert len(rec.hits) == 1
 
 
-def test_step_one_rep_iteration_at_a_time():
+def test_step_one_rep_iteration_at_a_time(make_cpu):
     prog, cpu, rec = make_cpu("""
         mov rdi, X
         mov rcx, 3
@@ -617,7 +703,7 @@ def test_step_one_rep_iteration_at_a_time():
     assert [q(cpu, X + 8 * i) for i in range(4)] == [5, 5, 5, 0]
 
 
-def test_rep_iteration_step_writes_one_element():
+def test_rep_iteration_step_writes_one_element(make_cpu):
     prog, cpu, rec = make_cpu("""
         mov rdi, X
         mov rcx, 3
@@ -636,7 +722,7 @@ def test_rep_iteration_step_writes_one_element():
     assert reg(cpu, UC_X86_REG_RSI) == 0
 
 
-def test_stopping_handler_that_disarms_its_slot_still_reports_it():
+def test_stopping_handler_that_disarms_its_slot_still_reports_it(make_cpu):
     prog, cpu, rec = make_cpu("""
         add qword ptr [X], 1
     next:
@@ -654,7 +740,7 @@ def test_stopping_handler_that_disarms_its_slot_still_reports_it():
     assert cpu.run().signal == SIGTRAP and q(cpu, X) == 2
 
 
-def test_stopping_exec_handler_that_replaces_the_slots_inside_the_hook():
+def test_stopping_exec_handler_that_replaces_the_slots_inside_the_hook(make_cpu):
     prog, cpu, rec = make_cpu(EXEC_LOOP, [])
     cpu.set_debug_slots([WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X)])
 
@@ -667,3 +753,110 @@ def test_stopping_exec_handler_that_replaces_the_slots_inside_the_hook():
     assert (cpu.run().kind, cpu.pc) == (StopKind.HWBREAK, prog["loop"])
     assert cpu.hook_counts["code"] == 0 and cpu.debug_slots == (w(X, 8, index=1),)
     assert (cpu.run().kind, q(cpu, X)) == (StopKind.WATCH, 1)
+
+
+# ---- hot pages: false sharing switches a page from protection to hooks --------------------------
+BUSY_NEIGHBOUR = """
+    mov rcx, {n}
+loop:
+    add qword ptr [X], 1
+    mov rax, rcx
+    and rax, {every}
+    jnz skip
+store:
+    mov qword ptr [X + 64], rcx
+after_store:
+skip:
+    dec rcx
+    jnz loop
+    int3
+"""
+
+
+def test_a_never_firing_slot_on_a_busy_page_switches_it_to_hooks():
+    # The loop's counter shares the slot's page: 100k false faults without the switch.
+    prog, cpu, rec = build_cpu(BUSY_NEIGHBOUR.format(n=100_000, every=-1), [w(X + 128, 8)], WatchMode.AUTO)
+    stop = cpu.run()
+    assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGTRAP) and q(cpu, X) == 100_000
+    stats = cpu.watch_statistics()
+    assert stats.hot_pages == {DATA_BASE} and stats.hook_stops == 0 and rec.hits == []
+    assert stats.protection_faults == stats.false_faults < 100
+    assert {b: p for b, _, p in cpu.uc.mem_regions()}[DATA_BASE] == UC_PROT_READ | UC_PROT_WRITE
+
+
+def test_a_hot_page_still_stops_exactly_after_each_write_to_the_slot():
+    prog, cpu, rec = build_cpu(BUSY_NEIGHBOUR.format(n=4096, every=1023), [w(X + 64, 8)], WatchMode.AUTO)
+    stops = []
+    while (stop := cpu.run()).kind is StopKind.WATCH:
+        stops.append((stop.pc, q(cpu, X + 64), reg(cpu, UC_X86_REG_RCX)))
+    assert stop.signal == SIGTRAP and q(cpu, X) == 4096
+    # rcx = 4096, 3072, 2048, 1024 store; the first before the switch, the others after it
+    assert stops == [(prog["after_store"], n, n) for n in (4096, 3072, 2048, 1024)]
+    assert all(h.ip == prog["store"] and h.slots == (0,) for h in rec.hits)
+    stats = cpu.watch_statistics()
+    assert stats.hot_pages == {DATA_BASE} and stats.hook_stops == 3 and stats.protection_faults < 100
+
+
+def test_a_rarely_touched_page_stays_protected():
+    # ~2 ms of register work between two accesses: a fault there costs far less than hooks would.
+    prog, cpu, rec = build_cpu("""
+        mov rcx, 70
+    outer:
+        mov rdx, 50000
+    inner:
+        dec rdx
+        jnz inner
+        add qword ptr [X], 1
+        dec rcx
+        jnz outer
+        int3
+    """, [w(X + 64, 8)], WatchMode.AUTO)
+    assert cpu.run().signal == SIGTRAP and q(cpu, X) == 70
+    stats = cpu.watch_statistics()
+    assert stats.hot_pages == frozenset() and stats.false_faults == 70
+
+
+def test_protect_mode_never_switches():
+    prog, cpu, rec = build_cpu(BUSY_NEIGHBOUR.format(n=300, every=-1), [w(X + 128, 8)], WatchMode.PROTECT)
+    assert cpu.run().signal == SIGTRAP
+    stats = cpu.watch_statistics()
+    assert (stats.false_faults, stats.hot_pages) == (300, frozenset())
+
+
+def test_a_hot_page_stays_hot_when_the_slots_are_armed_again():
+    # gdb removes its watchpoints at every stop and inserts them again at every resume.
+    prog, cpu, rec = build_cpu(BUSY_NEIGHBOUR.format(n=1000, every=-1), [w(X + 128, 8)], WatchMode.AUTO)
+    cpu.run()
+    assert cpu.watch_statistics().hot_pages == {DATA_BASE}
+    cpu.set_debug_slots([])
+    assert cpu.hook_counts["memory"] == 0 and cpu.watch_statistics().hot_pages == frozenset()
+    cpu.set_debug_slots([w(X + 128, 8), w(X + 256, 4, index=1, access=HW_BREAKPOINT_RW)])
+    assert cpu.hook_counts["memory"] == 2 and cpu.watch_statistics().hot_pages == {DATA_BASE}
+    cpu.pc = CODE_BASE
+    faults = cpu.watch_statistics().protection_faults
+    assert cpu.run().signal == SIGTRAP and cpu.watch_statistics().protection_faults == faults
+
+
+def test_a_read_watched_code_page_that_reads_its_neighbours_goes_hot():
+    prog, cpu, rec = build_cpu("""
+        mov rcx, 5000
+    loop:
+        mov rax, qword ptr [rip + other]
+        dec rcx
+        jnz loop
+        mov rax, qword ptr [rip + var]
+    read_done:
+        int3
+    .balign 8
+    var:
+        .quad 0x77
+    other:
+        .quad 0x55
+    """, [], WatchMode.AUTO)
+    cpu.set_debug_slots([w(prog["var"], 8, access=HW_BREAKPOINT_RW)])
+    stop = cpu.run()
+    assert (stop.kind, stop.pc, reg(cpu, UC_X86_REG_RAX)) == (StopKind.WATCH, prog["read_done"], 0x77)
+    stats = cpu.watch_statistics()
+    assert stats.hot_pages == {CODE_BASE} and stats.protection_faults < 100 and stats.hook_stops == 1
+    # the page executes and reads with the guest's permissions again
+    assert {b: p for b, _, p in cpu.uc.mem_regions()}[CODE_BASE] == UC_PROT_READ | UC_PROT_EXEC
