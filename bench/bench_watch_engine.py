@@ -7,14 +7,17 @@ run measured in the same process.
 
     python bench/bench_watch_engine.py [--iterations N]
 
-Cases:
-  unarmed               no slot, no breakpoint: no Python hook at all
-  1 slot, other page    one write slot that never fires, on a page the loop does not touch
-  4 slots, other pages  four such slots
-  1 slot, same page     one never-firing slot on the counter's page (false sharing:
-                        every counter write faults and is stepped)
-  hits/s                a write slot on the counter itself, delivered to a handler
-                        that only counts (N_HITS iterations, reported as hits per second)
+Cases (the Cpu's default watch mode, AUTO, unless the name says otherwise):
+  unarmed                   no slot, no breakpoint: no Python hook at all
+  1 slot, other page        one write slot that never fires, on a page the loop does not touch
+  4 slots, other pages      four such slots
+  1 slot, same page         one never-firing slot on the counter's page (false sharing)
+      protect               page protection only: every counter write faults and is stepped
+                            (N_HITS iterations; the engine before hot pages)
+      auto                  protection until the page proves hot (64 false faults), then hooks
+      hook                  the page hooked from the start: a memory hook and counted runs
+  hits/s protect / hook     a write slot on the counter itself, delivered to a handler
+                            that only counts (N_HITS iterations, reported as hits per second)
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_W, Hit, WatchSlot  # noqa: E402
 from gdbstub.target.cpu import Cpu  # noqa: E402
+from gdbstub.target.debugregs import WatchMode  # noqa: E402
 from gdbstub.target.events import SIGTRAP, StopKind  # noqa: E402
 from tests.target.asm import DATA_BASE, RawProgram  # noqa: E402
 
@@ -52,9 +56,10 @@ loop:
 """
 
 
-def run_case(n: int, slots: list[WatchSlot], on_hit: Callable[[Hit], bool] | None = None) -> float:
+def run_case(n: int, slots: list[WatchSlot], on_hit: Callable[[Hit], bool] | None = None,
+             mode: WatchMode = WatchMode.AUTO) -> float:
     prog = RawProgram(LOOP.format(counter=COUNTER, n=n))
-    cpu = Cpu(prog.uc)
+    cpu = Cpu(prog.uc, watch_mode=mode)
     cpu.on_debug_exception = on_hit
     cpu.set_debug_slots(slots)
     started = time.perf_counter()
@@ -88,13 +93,17 @@ def main() -> None:
     }
     for name, slots in cases.items():
         t = median_of_3(lambda: run_case(n, slots, never))
-        print(f"{name:24s} ratio {t / unarmed:6.2f}   ({t:.3f} s)")
+        print(f"{name:28s} ratio {t / unarmed:6.2f}   ({t:.3f} s)")
+
+    same_page = [WatchSlot(0, COUNTER + 64, 8, HW_BREAKPOINT_W)]
+    for mode in (WatchMode.AUTO, WatchMode.HOOK):
+        t = median_of_3(lambda: run_case(n, same_page, never, mode))
+        print(f"{'1 slot, same page, ' + mode.value:28s} ratio {t / unarmed:6.2f}   ({t:.3f} s)")
 
     # Faulting cases run fewer iterations; their ratio is scaled to the same work.
     unarmed_small = unarmed * n_hits / n
-    same_page = [WatchSlot(0, COUNTER + 64, 8, HW_BREAKPOINT_W)]
-    t = median_of_3(lambda: run_case(n_hits, same_page, never))
-    print(f"{'1 slot, same page':24s} ratio {t / unarmed_small:6.1f}   "
+    t = median_of_3(lambda: run_case(n_hits, same_page, never, WatchMode.PROTECT))
+    print(f"{'1 slot, same page, protect':28s} ratio {t / unarmed_small:6.1f}   "
           f"({t / n_hits * 1e6:.1f} us per faulting iteration, false sharing)")
 
     hits = 0
@@ -104,10 +113,12 @@ def main() -> None:
         hits += 1
         return False
 
-    t = median_of_3(lambda: run_case(n_hits, [WatchSlot(0, COUNTER, 8, HW_BREAKPOINT_W)], count))
-    assert hits == 3 * n_hits
-    print(f"{'hits/s (counting)':24s} {n_hits / t:8.0f} hits/s   ratio {t / unarmed_small:6.1f}   "
-          f"({t / n_hits * 1e6:.1f} us per hit)")
+    for mode in (WatchMode.PROTECT, WatchMode.HOOK):
+        hits = 0
+        t = median_of_3(lambda: run_case(n_hits, [WatchSlot(0, COUNTER, 8, HW_BREAKPOINT_W)], count, mode))
+        assert hits == 3 * n_hits
+        print(f"{'hits/s (counting), ' + mode.value:28s} {n_hits / t:8.0f} hits/s   ratio {t / unarmed_small:6.1f}   "
+              f"({t / n_hits * 1e6:.1f} us per hit)")
 
 
 if __name__ == "__main__":
