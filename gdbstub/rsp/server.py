@@ -1,50 +1,26 @@
 """The trio I/O around the sans-IO session: sockets, the CPU worker thread, one client at a time.
 
-Data path per connection (design-style.md §6.2/6.4): a reader task feeds raw
-bytes into the connection's inbox; a run task feeds the one StopEvent of each
-resume into the same inbox; the main loop is the only consumer and the only
-writer of the stream.
+Per connection (design-style.md §6.4, simplified where measurement said so):
+while the program is stopped the connection task reads the socket itself and
+answers each packet; a resume runs the CPU in a worker thread while a reader
+task, alive only for that run, watches the socket for Ctrl-C or a vanished
+client. A single step is one instruction, so it runs inline: two thread
+hand-offs per `stepi` cost more than the step itself. The connection task is
+the only writer of the stream.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass
 
 import trio
 
-from ..target.events import StopEvent
 from .codec import FRAME_OVERHEAD, NEED_DATA, BadChecksum, Codec, Interrupt, Oversized, Packet
 from .errors import RemoteProtocolError
 from .outputs import Close, EnterNoAck, InterruptRun, Output, Reply, StartRun
 from .session import PACKET_SIZE, Session
 
 log = logging.getLogger("gdbstub.server")
-
-
-@dataclass(frozen=True)
-class _Eof:
-    """The client closed its side (or the socket broke)."""
-
-
-async def _read_socket(stream: trio.abc.ReceiveStream, inbox: trio.MemorySendChannel) -> None:
-    async with inbox:
-        while True:
-            try:
-                data = await stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
-            if not data:
-                await inbox.send(_Eof())
-                return
-            await inbox.send(data)
-
-
-async def _run_cpu(machine, step: bool, inbox: trio.MemorySendChannel) -> None:
-    async with inbox:
-        event = await trio.to_thread.run_sync(machine.run, step, thread_name="cpu")
-        await inbox.send(event)
 
 
 def _server_codec() -> Codec:
@@ -61,45 +37,32 @@ class Connection:
         self.log_packets = log_packets
         self.codec = _server_codec()
         self.session = Session(machine)
-        self.running = False
         self.closing: str | None = None
 
     async def serve(self) -> None:
-        inbox_send, inbox_recv = trio.open_memory_channel(math.inf)
-        async with trio.open_nursery() as nursery:
-            reader = trio.CancelScope()
+        try:
+            while not self.closing:
+                await self._receive(await self._receive_some())
+        finally:
+            self.session.disconnected()
+            log.info("connection closed: %s", self.closing or "error")
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
 
-            async def read():
-                with reader:
-                    await _read_socket(self.stream, inbox_send.clone())
+    async def _receive_some(self) -> bytes:
+        try:
+            data = await self.stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self.closing = self.closing or "client disconnected"
+        return data
 
-            nursery.start_soon(read)
-            try:
-                async for item in inbox_recv:
-                    if isinstance(item, _Eof):
-                        self.closing = self.closing or "client disconnected"
-                    elif isinstance(item, StopEvent):
-                        self.running = False
-                        if not self.closing:
-                            await self._perform(self.session.stopped(item), nursery, inbox_send)
-                    else:
-                        await self._receive(item, nursery, inbox_send)
-                    if self.closing:
-                        if not self.running:
-                            break
-                        # Stop the CPU; its StopEvent still comes through the inbox.
-                        self.machine.detach_stop()
-            finally:
-                reader.cancel()
-                self.session.disconnected()
-                log.info("connection closed: %s", self.closing or "error")
-                with trio.CancelScope(shield=True):
-                    await self.stream.aclose()
-
-    async def _receive(self, data: bytes, nursery, inbox_send) -> None:
+    async def _receive(self, data: bytes) -> None:
+        """Feed bytes to the codec and act on every complete event, in order."""
         codec = self.codec
         codec.receive_data(data)
-        while True:
+        while not self.closing:
             try:
                 event = codec.next_event()
             except RemoteProtocolError as exc:
@@ -119,9 +82,7 @@ class Connection:
             elif isinstance(event, (BadChecksum, Oversized)):
                 log.warning("refused a packet (%s): sent '-'", event)
             await self._flush_acks()
-            await self._perform(outputs, nursery, inbox_send)
-            if self.closing:
-                return
+            await self._perform(outputs)
         await self._flush_acks()
 
     async def _flush_acks(self) -> None:
@@ -129,21 +90,39 @@ class Connection:
         if pending:
             await self._write(pending)
 
-    async def _perform(self, outputs: list[Output], nursery, inbox_send) -> None:
+    async def _perform(self, outputs: list[Output]) -> None:
         for out in outputs:
             if isinstance(out, Reply):
                 if self.log_packets:
                     log.info("-> %r", out.payload[:200])
                 await self._write(self.codec.send(out.payload, binary=out.binary))
             elif isinstance(out, StartRun):
-                self.running = True
-                nursery.start_soon(_run_cpu, self.machine, out.step, inbox_send.clone())
+                event = self.machine.run(True) if out.step else await self._run_in_thread()
+                if not self.closing:
+                    await self._perform(self.session.stopped(event))
             elif isinstance(out, InterruptRun):
                 self.machine.request_stop()
             elif isinstance(out, EnterNoAck):
                 self.codec.start_no_ack()
             elif isinstance(out, Close):
                 self.closing = out.reason
+
+    async def _run_in_thread(self):
+        """Run the CPU until it stops, reading the socket meanwhile (Ctrl-C, disconnect)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_while_running)
+            event = await trio.to_thread.run_sync(self.machine.run, False, thread_name="cpu")
+            nursery.cancel_scope.cancel()
+        return event
+
+    async def _read_while_running(self) -> None:
+        while True:
+            data = await self._receive_some()
+            if self.closing:
+                self.machine.detach_stop()   # the client left: end the run; nothing is reported
+                return
+            # Only Ctrl-C is expected now; the session ignores anything else while RUNNING.
+            await self._receive(data)
 
     async def _write(self, data: bytes) -> None:
         try:

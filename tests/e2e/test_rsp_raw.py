@@ -510,8 +510,19 @@ async def test_qSupported_lists_exactly_what_is_implemented(serve, counter):
         assert int(sizes[0].split(b"=")[1], 16) >= 0x1000
         assert sorted(f for f in features if f not in sizes) == sorted([
             b"QStartNoAckMode+", b"qXfer:features:read+", b"qXfer:exec-file:read+",
-            b"qXfer:auxv:read+", b"swbreak+", b"hwbreak+", b"vContSupported+",
+            b"qXfer:auxv:read+", b"qXfer:threads:read+", b"swbreak+", b"hwbreak+", b"vContSupported+",
         ])
+
+
+async def test_thread_list_through_qxfer(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        reply = await client.request(b"qXfer:threads:read::0,1000")
+        assert reply.startswith(b"l<?xml")
+        threads = re.findall(rb'<thread id="([0-9a-f]+)" core="0" name="([^"]+)"/>', reply)
+        name = os.path.basename(served.machine.exec_path)[:15].encode()   # a Linux comm is 15 chars
+        assert threads == [(b"%x" % served.machine.tid, name)]
 
 
 async def test_status_thread_and_misc_queries(serve, counter):

@@ -21,6 +21,7 @@ def handle_qSupported(session, args: bytes) -> bytes:
         b"qXfer:features:read+",
         b"qXfer:exec-file:read+",
         b"qXfer:auxv:read+",
+        b"qXfer:threads:read+",
         b"swbreak+",
         b"vContSupported+",
     ]

@@ -1,8 +1,10 @@
-"""`qXfer:object:read:annex:offset,length`: target.xml, the auxv, the exec-file path."""
+"""`qXfer:object:read:annex:offset,length`: target.xml, the auxv, the exec-file path, the threads."""
 
 from __future__ import annotations
 
 import errno
+import os
+from xml.sax.saxutils import escape
 
 from ..errors import MalformedPacket, TargetError, Unsupported
 from ..outputs import Reply
@@ -23,7 +25,15 @@ def _exec_file(session, annex: bytes) -> bytes:
     return session.target.exec_path.encode()
 
 
-_OBJECTS = {b"features": _features, b"auxv": _auxv, b"exec-file": _exec_file}
+def _threads(session, annex: bytes) -> bytes:
+    """One packet instead of qfThreadInfo + qsThreadInfo, which gdb asks at every stop."""
+    target = session.target
+    name = escape(os.path.basename(target.exec_path)[:15], {'"': "&quot;"})
+    return (f'<?xml version="1.0"?>\n<threads>\n'
+            f'<thread id="{target.tid:x}" core="0" name="{name}"/>\n</threads>\n').encode()
+
+
+_OBJECTS = {b"features": _features, b"auxv": _auxv, b"exec-file": _exec_file, b"threads": _threads}
 
 
 def handle_qXfer(session, args: bytes) -> Reply:
