@@ -24,7 +24,11 @@ runs at full speed.  Slots that watch reads must also take EXEC away on a
 page that holds code (measured: a code fetch fills Unicorn's TLB entry with
 read permission, so reads from a page that executes never fault); code on
 such a page then faults whenever a block of it is translated (cached blocks
-run on), each time one instruction is stepped: exact, slower.
+run on), each time one instruction is stepped: exact, slower.  Known hole
+(measured, Unicorn 2.1.4): a store made inside a C helper (x87 80-bit
+stores, fxsave, cmpxchg16b) to a protected page is *dropped* and the run goes
+on past the instruction, UC_ERR_WRITE_PROT being reported only when it ends;
+only hook mode (below) watches those stores correctly.
 
 Hot pages.  Protection costs ~30 us for *every* access to a watched page,
 also for accesses that match no slot ("false sharing": a loop counter next to
@@ -83,8 +87,8 @@ _ACCESS_OF_UC = {UC_MEM_READ: HW_BREAKPOINT_R, UC_MEM_WRITE: HW_BREAKPOINT_W}
 _HOOK_KIND_FOR = {HW_BREAKPOINT_R: UC_HOOK_MEM_READ, HW_BREAKPOINT_W: UC_HOOK_MEM_WRITE}
 
 # How far before a slot its hook starts: Unicorn reports accesses of at most
-# 8 bytes (a 16-byte movdqu is two, fxsave many: measured); 16 is the x86
-# bound and costs only a Python call for a near miss.
+# 8 bytes (a 16-byte movdqu is two, fxsave many: measured); 16 leaves room and
+# costs only a Python call for a near miss.
 _WIDEST_ACCESS = 16
 _LONGEST_INSTRUCTION = 15
 
