@@ -39,7 +39,7 @@ from typing import Any
 
 from unicorn import (
     UC_ERR_FETCH_PROT, UC_ERR_FETCH_UNMAPPED, UC_ERR_INSN_INVALID, UC_ERR_READ_PROT,
-    UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_PROT, UC_ERR_WRITE_UNMAPPED, UC_HOOK_CODE, UC_HOOK_INTR, Uc,
+    UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_PROT, UC_ERR_WRITE_UNMAPPED, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_INVALID, Uc,
     UcError,
 )
 from unicorn.x86_const import UC_X86_REG_ECX, UC_X86_REG_EFLAGS, UC_X86_REG_RCX, UC_X86_REG_RIP
@@ -125,6 +125,9 @@ class Cpu:
         self._pending_slots: tuple[WatchSlot, ...] | None = None
         self._on_code_hook = self._guarded(self._on_code)
         self._intr_hook = uc.hook_add(UC_HOOK_INTR, self._guarded(self._on_interrupt))
+        # Called only for faulting accesses: remembers the address for siginfo's si_addr.
+        self._invalid_hook = uc.hook_add(UC_HOOK_MEM_INVALID, self._guarded(self._on_invalid_access))
+        self._fault_addr: int | None = None
 
         # Run state (touched by the run thread only).
         self._hook_error: BaseException | None = None
@@ -557,6 +560,10 @@ class Cpu:
             self._interrupt = vector
         uc.emu_stop()
 
+    def _on_invalid_access(self, uc: Uc, access: int, address: int, size: int, value: int, _: object) -> bool:
+        self._fault_addr = address
+        return False      # still a fault: the run loop decides what it means
+
     # ---- faults as signals --------------------------------------------------------------------
     def _signal_for_vector(self, vector: int) -> StopEvent:
         pc = self.pc
@@ -578,7 +585,8 @@ class Cpu:
                 return StopEvent(StopKind.SIGNAL, signal=SIGTRAP, pc=pc + 1, reason="icebp")
             return StopEvent(StopKind.SIGNAL, signal=SIGILL, pc=pc, reason=str(fault))
         if fault.errno in _UNMAPPED_OR_PROT:
-            return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason=str(fault))
+            address = pc if fault.errno in (UC_ERR_FETCH_UNMAPPED, UC_ERR_FETCH_PROT) else self._fault_addr
+            return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason=str(fault), fault_addr=address)
         return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason=f"emulation error: {fault}")
 
 

@@ -45,3 +45,4 @@ class StopEvent:
     watches: tuple[WatchHit, ...] = field(default_factory=tuple)
     thread: int = 1                      # tid of the thread that stopped
     reason: str = ""                     # a human line for logs (fault address, ...)
+    fault_addr: int | None = None        # the data address of a memory fault (siginfo's si_addr)

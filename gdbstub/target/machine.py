@@ -7,6 +7,7 @@ the CPU's emulated debug registers, and the read-only host I/O for gdb.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from dataclasses import replace
@@ -18,6 +19,7 @@ from .cpu import Cpu
 from .events import SIGTRAP, StopEvent, StopKind
 from .hostio import HostIO
 from .process import LinuxProcess, ProcessExit
+from .siginfo import build_siginfo
 
 log = logging.getLogger("gdbstub.target")
 
@@ -182,6 +184,12 @@ class Machine:
             event = StopEvent(StopKind.KILLED, signal=result.signo, thread=self.tid)
         self._process_ended(event)
         return event
+
+    def siginfo(self, event: StopEvent) -> bytes:
+        """The siginfo_t of a signal stop (gdb's $_siginfo); OSError for a stop that has none."""
+        if event.kind in (StopKind.EXITED, StopKind.KILLED, StopKind.DETACHED):
+            raise OSError(errno.ESRCH, "the program is not stopped by a signal")
+        return build_siginfo(event, pid=self.pid, debugger_pid=os.getpid())
 
     def release_debugger_state(self) -> None:
         """The client left: drop its breakpoints, watchpoints and open files."""

@@ -174,13 +174,21 @@ def test_fatal_signal_stops_at_the_same_instruction(oracle, program, stop_line):
     assert_same(native, ours)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stub gap: no qXfer:siginfo:read, so gdb prints 'Unable to read siginfo' where gdbserver gives "
-    "si_signo = 11, si_code = 1 (SEGV_MAPERR), si_addr = 0x0"))
 def test_siginfo_of_a_segfault(oracle):
     native, ours = oracle("segv", [], [
         "continue", "p $_siginfo.si_signo", "p $_siginfo.si_code", "p $_siginfo._sifields._sigfault.si_addr",
         "kill",
     ])
     assert "$1 = 11" in native.gdb and "$2 = 1" in native.gdb and "$3 = (void *) 0x0" in native.gdb
+    assert_same(native, ours)
+
+
+@pytest.mark.parametrize("program", ["oracle_divzero", "abort"])
+def test_siginfo_of_other_signals(oracle, program):
+    # SIGFPE: FPE_INTDIV at the faulting pc; SIGABRT from abort(): SI_TKILL by the program itself.
+    native, ours = oracle(program, [], [
+        "continue", "p $_siginfo.si_signo", "p $_siginfo.si_code",
+        "p $_siginfo._sifields._sigfault.si_addr == $pc", "kill",
+    ])
+    assert "$1 = " in native.gdb and "$2 = " in native.gdb
     assert_same(native, ours)

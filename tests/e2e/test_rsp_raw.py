@@ -510,7 +510,7 @@ async def test_qSupported_lists_exactly_what_is_implemented(serve, counter):
         assert int(sizes[0].split(b"=")[1], 16) >= 0x1000
         assert sorted(f for f in features if f not in sizes) == sorted([
             b"QStartNoAckMode+", b"qXfer:features:read+", b"qXfer:exec-file:read+",
-            b"qXfer:auxv:read+", b"qXfer:threads:read+", b"swbreak+", b"hwbreak+", b"vContSupported+",
+            b"qXfer:auxv:read+", b"qXfer:threads:read+", b"qXfer:siginfo:read+", b"swbreak+", b"hwbreak+", b"vContSupported+",
         ])
 
 

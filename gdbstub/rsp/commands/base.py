@@ -22,6 +22,7 @@ def handle_qSupported(session, args: bytes) -> bytes:
         b"qXfer:exec-file:read+",
         b"qXfer:auxv:read+",
         b"qXfer:threads:read+",
+        b"qXfer:siginfo:read+",
         b"swbreak+",
         b"vContSupported+",
     ]

@@ -1,4 +1,5 @@
-"""`qXfer:object:read:annex:offset,length`: target.xml, the auxv, the exec-file path, the threads."""
+"""`qXfer:object:read:annex:offset,length`: target.xml, the auxv, the exec-file path, the threads,
+the siginfo of the last stop."""
 
 from __future__ import annotations
 
@@ -33,7 +34,15 @@ def _threads(session, annex: bytes) -> bytes:
             f'<thread id="{target.tid:x}" core="0" name="{name}"/>\n</threads>\n').encode()
 
 
-_OBJECTS = {b"features": _features, b"auxv": _auxv, b"exec-file": _exec_file, b"threads": _threads}
+def _siginfo(session, annex: bytes) -> bytes:
+    try:
+        return session.target.siginfo(session.last_stop)
+    except OSError as exc:
+        raise TargetError(exc.errno, exc.strerror) from None
+
+
+_OBJECTS = {b"features": _features, b"auxv": _auxv, b"exec-file": _exec_file, b"threads": _threads,
+            b"siginfo": _siginfo}
 
 
 def handle_qXfer(session, args: bytes) -> Reply:
