@@ -87,6 +87,18 @@ def escape(data: bytes) -> bytes:
     )
 
 
+def escaped_prefix_length(data: bytes, limit: int) -> int:
+    """The longest prefix of `data` whose escaped form fits in `limit` bytes."""
+    if len(data) + sum(data.count(c) for c in b"}#$*") <= limit:
+        return len(data)
+    size = 0
+    for n, byte in enumerate(data):
+        size += 2 if byte in b"}#$*" else 1
+        if size > limit:
+            return n
+    return len(data)
+
+
 def unescape(data: bytes) -> bytes:
     """Undo `escape`: '}' + x becomes x^0x20 for any x. A trailing lone '}' raises ValueError."""
     if ESCAPE not in data:

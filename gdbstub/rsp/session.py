@@ -18,8 +18,6 @@ from .stop_reply import format_stop_reply
 
 log = logging.getLogger("gdbstub.rsp")
 
-# The whole frame gdb may send us, '$' and '#xx' included; advertised in qSupported.
-PACKET_SIZE = 0x4000
 
 
 class State(enum.Enum):

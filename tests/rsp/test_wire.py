@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from gdbstub.rsp._wire import (
     checksum,
     escape,
+    escaped_prefix_length,
     from_hex,
     hex_int,
     rle_decode,
@@ -198,3 +199,11 @@ def test_rle_encode_matches_gdbserver(data: bytes) -> None:
 @given(st.binary(max_size=3000))
 def test_checksum_is_the_byte_sum_modulo_256(data: bytes) -> None:
     assert checksum(data) == sum(data) % 256
+
+
+@given(st.binary(max_size=300), st.integers(min_value=0, max_value=400))
+def test_escaped_prefix_length_is_the_longest_prefix_that_fits(data, limit):
+    n = escaped_prefix_length(data, limit)
+    assert len(escape(data[:n])) <= limit
+    if n < len(data):
+        assert len(escape(data[: n + 1])) > limit

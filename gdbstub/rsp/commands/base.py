@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 from ..errors import TargetError, Unsupported
+from ..limits import PACKET_SIZE
 from ..outputs import EnterNoAck, Reply
 from ._parse import thread_id
 
@@ -13,8 +14,6 @@ def handle_qSupported(session, args: bytes) -> bytes:
     """`qSupported:feature;feature...`: remember what gdb offers, say what we implement."""
     offered = args[1:].split(b";") if args.startswith(b":") else []
     session.gdb_features = {f[:-1] for f in offered if f.endswith(b"+")}
-    from ..session import PACKET_SIZE
-
     features = [
         b"PacketSize=%x" % PACKET_SIZE,
         b"QStartNoAckMode+",

@@ -6,7 +6,9 @@ Replies are `F<result>[,errno][;binary data]`, numbers in hex.
 
 from __future__ import annotations
 
+from .._wire import escaped_prefix_length
 from ..errors import MalformedPacket, Unsupported
+from ..limits import PACKET_SIZE, REPLY_HEADER_ROOM
 from ..outputs import Reply
 from ._parse import hex_bytes, hex_int
 
@@ -36,11 +38,9 @@ def _open(hio, args):
 
 def _pread(hio, args):
     fd, count, offset = _fields(args, 3)
-    from ..session import PACKET_SIZE
-
-    # Escaping can double binary data: keep the reply within the packet size.
-    count = min(hex_int(count, "count"), PACKET_SIZE // 2 - 32)
-    data = hio.pread(hex_int(fd, "fd"), count, hex_int(offset, "offset"))
+    limit = PACKET_SIZE - REPLY_HEADER_ROOM
+    data = hio.pread(hex_int(fd, "fd"), min(hex_int(count, "count"), limit), hex_int(offset, "offset"))
+    data = data[:escaped_prefix_length(data, limit)]    # escaping must not push it past PacketSize
     return _ok(len(data), data)
 
 

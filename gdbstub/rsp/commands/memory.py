@@ -5,15 +5,14 @@ from __future__ import annotations
 import errno
 
 from ..errors import MalformedPacket, TargetError
+from ..limits import PACKET_SIZE, REPLY_HEADER_ROOM
 from ._parse import addr_length, hex_bytes, split
 
 
 def handle_m(session, args: bytes) -> bytes:
     """Read: a partial read returns what is readable; nothing readable is EFAULT."""
-    from ..session import PACKET_SIZE
-
     addr, length = addr_length(args)
-    length = min(length, (PACKET_SIZE - 8) // 2)
+    length = min(length, (PACKET_SIZE - REPLY_HEADER_ROOM) // 2)   # two hex digits a byte
     data = session.target.read_memory(addr, length)
     if length and not data:
         raise TargetError(errno.EFAULT, f"cannot read memory at 0x{addr:x}")
