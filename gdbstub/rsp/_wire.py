@@ -88,15 +88,16 @@ def escape(data: bytes) -> bytes:
 
 
 def escaped_prefix_length(data: bytes, limit: int) -> int:
-    """The longest prefix of `data` whose escaped form fits in `limit` bytes."""
-    if len(data) + sum(data.count(c) for c in b"}#$*") <= limit:
+    """How many leading bytes of `data` to send so that their escaped form fits in `limit`.
+
+    Not always the most that would fit, but close, and found with four C-speed scans: every
+    special byte grows by one when escaped, so `limit - specials` bytes always fit, and so does
+    `limit // 2` (no byte grows past two).
+    """
+    specials = sum(data.count(special) for special in (b"}", b"#", b"$", b"*"))
+    if len(data) + specials <= limit:
         return len(data)
-    size = 0
-    for n, byte in enumerate(data):
-        size += 2 if byte in b"}#$*" else 1
-        if size > limit:
-            return n
-    return len(data)
+    return min(len(data), max(limit - specials, limit // 2))
 
 
 def unescape(data: bytes) -> bytes:

@@ -310,7 +310,9 @@ class Codec:
 
         binary=False: `payload` is text already in wire form; a '$', '#', '}' (or, from a server,
         '*') in it is our bug (LocalProtocolError). binary=True: those bytes are escaped first.
-        A server then run-length encodes the result; a client never does (gdb does not).
+        A server run-length encodes text replies (hex has long runs, cheap to find); binary data
+        (file contents) has many short runs, and encoding them costs more time than it saves on
+        the wire (measured), so it goes out escaped only. A client never encodes (gdb does not).
         """
         if binary:
             wire = escape(payload)
@@ -322,7 +324,7 @@ class Codec:
                         "send it with binary=True"
                     )
             wire = bytes(payload)
-        if self.role == "server":
+        if self.role == "server" and not binary:
             wire = rle_encode(wire)
         frame = b"$%b#%02x" % (wire, checksum(wire))
         self._last_frame = frame
