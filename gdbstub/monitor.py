@@ -16,15 +16,25 @@ def _help(machine, args: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _address(machine, word: str) -> int:
+    """A number, `$pc`, or a symbol of the program (gdb passes monitor text through unexpanded)."""
+    if word in ("$pc", "pc"):
+        return machine.cpu.pc
+    try:
+        return int(word, 0)
+    except ValueError:
+        return machine.process.elf.symbols[word].addr
+
+
 def _disas(machine, args: str) -> str:
     from .target.disasm import disassemble
 
     words = args.split()
     try:
-        addr = int(words[0], 0) if words else machine.cpu.pc
+        addr = _address(machine, words[0]) if words else machine.cpu.pc
         count = int(words[1], 0) if len(words) > 1 else 10
-    except ValueError:
-        return "usage: monitor disas [ADDR] [COUNT]\n"
+    except (ValueError, KeyError):
+        return "usage: monitor disas [ADDR|SYMBOL|$pc] [COUNT]\n"
     lines = disassemble(machine.read_memory, addr, count, symbolize=machine.symbolize)
     return "\n".join(lines) + "\n"
 
@@ -98,7 +108,7 @@ COMMANDS: dict[str, tuple[Callable[..., str], str]] = {
     "ksym_profile": (_ksym_profile, "ksym_profile              hits per traced symbol"),
     "trace": (_trace, "trace                     the ksym tracer's recorded accesses"),
     "perf": (_perf, "perf [EVENT...|off]       count mem:ADDR[/LEN][:rwx] events; show counts"),
-    "disas": (_disas, "disas [ADDR] [COUNT]      disassemble COUNT instructions (default: 10 at pc)"),
+    "disas": (_disas, "disas [ADDR] [COUNT]      disassemble COUNT instructions (ADDR: number, symbol, $pc)"),
 }
 
 

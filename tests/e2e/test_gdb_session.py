@@ -103,3 +103,16 @@ def test_stdio_transport(need_gdb):
     assert "Breakpoint 1, bump ()" in out and "$1 = 0" in out
     assert "exited normally" in out
     assert "counter=4" in out        # the program's stdout went to stderr, which gdb passes through
+
+
+def test_monitor_help_and_disas(serve):
+    stub = serve("counter", once=True)
+    out = run_gdb(stub.port, ["break bump", "continue", "monitor help", "monitor disas $pc 3",
+                              "monitor disas main 2", "monitor disas nosuchsymbol", "monitor frobnicate", "kill"])
+    for command in ("disas", "help", "hwbp", "ksym", "ksym_profile", "perf", "trace"):
+        assert re.search(rf"^  {command} ", out, re.MULTILINE)
+    lines = re.findall(r"^0x[0-9a-f]+ <(\w+)(?:\+(\d+))?>:\t(\S+)", out, re.MULTILINE)
+    assert [(fn, op) for fn, _, op in lines] == [("bump", "mov"), ("bump", "add"), ("bump", "mov"),
+                                                  ("main", "push"), ("main", "mov")]
+    assert "usage: monitor disas" in out
+    assert "unknown monitor command 'frobnicate'" in out
