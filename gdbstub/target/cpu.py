@@ -407,6 +407,19 @@ class Cpu:
         event = self._take_request()
         if event is not None:
             return event
+        if fault is None and self._unit.watching_data and not self._unit.hook_mode:
+            # A step that is not a watch fault's re-execution: try it with the protection in
+            # place first. Most touch no watched page, and then no whole-memory hook is added
+            # and deleted: Unicorn frees a deleted hook only when the next emu_start ends, and
+            # until then that whole run takes the slow memory path (measured 2.1x after a stepi).
+            self._suppress_at = suppress
+            try:
+                error = self._emulate(pc, 1)
+            finally:
+                self._suppress_at = None
+            if error is None or error.errno not in _WATCH_FAULTS:
+                return self._after_one(pc, error, None, ())
+            fault = WatchFault(pc, error.errno not in _DATA_WATCH_FAULTS, 0.0)
         self._unit.begin_step(fault)
         self._suppress_at = suppress
         try:
@@ -417,7 +430,10 @@ class Cpu:
         if fault is not None:
             self._unit.discard_accesses()
         hit = self._unit.take_hit(self.cpu_index, self.task, pc)
-        watches = self._describe(hit)
+        return self._after_one(pc, fault, hit, self._describe(hit))
+
+    def _after_one(self, pc: int, fault: UcError | None, hit: Hit | None, watches) -> StopEvent | None:
+        """What one executed instruction at pc means: a stop, or None to run on."""
         event = self._stop_after_hooks()
         if event is not None:
             return event
@@ -479,8 +495,6 @@ class Cpu:
         """One emu_start; a Python exception from a hook is re-raised here."""
         if count > 0 and not self._count_hook_live:
             self.uc.ctl_flush_tb()
-        elif count == 0 and self._count_hook_live:
-            self._drop_deleted_hooks(begin)
         self._in_emulation = True
         try:
             self.uc.emu_start(begin, 0, count=count)
@@ -494,18 +508,6 @@ class Cpu:
         if error is not None:
             raise error
         return fault
-
-    def _drop_deleted_hooks(self, begin: int) -> None:
-        """Unicorn frees deleted hooks (its count hook, a step's memory hook) only when an
-        emu_start ends; until then every block translated still calls them and memory takes the
-        slow path: measured 2.4x on the whole next run. An empty run (begin == until) frees them."""
-        self._suppress_at = begin        # no breakpoint fires for an instruction that does not run
-        try:
-            self.uc.emu_start(begin, begin)
-        finally:
-            self._suppress_at = None
-        self.uc.ctl_flush_tb()
-        self._count_hook_live = False
 
     def _stop_after_hooks(self) -> StopEvent | None:
         """What the hooks and the process recorded during the last emu_start."""
