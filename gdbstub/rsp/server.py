@@ -12,6 +12,7 @@ the only writer of the stream.
 from __future__ import annotations
 
 import logging
+import os
 
 import trio
 
@@ -39,6 +40,8 @@ class Connection:
         self.codec = _server_codec()
         self.session = Session(machine)
         self.closing: str | None = None
+        socket = getattr(stream, "socket", None)          # a SocketStream; stdio has none
+        self._fd = socket.fileno() if socket is not None else None
 
     async def serve(self) -> None:
         try:
@@ -52,8 +55,11 @@ class Connection:
 
     async def _receive_some(self) -> bytes:
         try:
-            data = await self.stream.receive_some(65536)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if self._fd is not None:
+                data = await self._read_socket()
+            else:
+                data = await self.stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
             data = b""
         if not data:
             self.closing = self.closing or "client disconnected"
@@ -125,10 +131,27 @@ class Connection:
             # Only Ctrl-C is expected now; the session ignores anything else while RUNNING.
             await self._receive(data)
 
+    async def _read_socket(self) -> bytes:
+        """receive_some without its trailing scheduler pass: read if data is there, else wait."""
+        while True:
+            try:
+                return os.read(self._fd, 65536)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self._fd)
+
     async def _write(self, data: bytes) -> None:
         try:
+            if self._fd is not None:
+                # A reply almost always fits the socket buffer: write it at once and skip the
+                # scheduler pass send_all makes (measured: one epoll_wait less per packet).
+                try:
+                    data = data[os.write(self._fd, data):]
+                except BlockingIOError:
+                    pass
+                if not data:
+                    return
             await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, BrokenPipeError, ConnectionError):
             self.closing = self.closing or "client disconnected"
 
 
