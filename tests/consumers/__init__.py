@@ -8,14 +8,10 @@ for the instruction, as gdbstub/target/debugregs.py does.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Hashable
 from pathlib import Path
+
+from tests.programs.build import build, have_compiler  # noqa: F401  (have_compiler: for the tests)
 
 from gdbstub.hwbp import HW_BREAKPOINT_R, HW_BREAKPOINT_W, HW_BREAKPOINT_X, BreakpointCore, Hit
 
@@ -57,40 +53,9 @@ def access(
 # --- programs on the emulated CPU ------------------------------------------------------------
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
-_BUILD = PROGRAMS / "build"          # git-ignored (`build/`)
-_FLAGS = re.compile(r"build-flags:\s*(.*?)\s*\*/")
-_COMPILE_TIMEOUT = 120
-
-
-def have_compiler() -> bool:
-    return shutil.which("gcc") is not None
 
 
 def build_program(name: str) -> Path:
-    """Compile programs/<name>.c once (flags from its `build-flags:` comment), keyed by content.
-
-    The same scheme as tests/programs/build.py, for the sources in this
-    directory: write to a temporary name, then rename, so concurrent runs
-    never see half a file.
-    """
-    source = PROGRAMS / f"{name}.c"
-    text = source.read_bytes()
-    match = _FLAGS.search(text[:500].decode())
-    flags = match.group(1).split() if match else ["-static", "-g", "-O0"]
-    key = hashlib.sha256(text + " ".join(flags).encode()).hexdigest()[:16]
-    output = _BUILD / f"{name}-{key}"
-    if output.exists():
-        return output
-    _BUILD.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=_BUILD)
-    os.close(fd)
-    try:
-        done = subprocess.run(["gcc", str(source), "-o", tmp, *flags],
-                              capture_output=True, text=True, timeout=_COMPILE_TIMEOUT)
-        if done.returncode != 0:
-            raise RuntimeError(f"compiling {source.name} failed:\n{done.stderr}")
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return output
+    """Compile programs/<name>.c once, with tests/programs/build.py's scheme (flags from its
+    `build-flags:` comment, keyed by content)."""
+    return build(name, directory=PROGRAMS)

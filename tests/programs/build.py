@@ -41,12 +41,12 @@ def have_compiler() -> bool:
     return shutil.which(COMPILER) is not None
 
 
-def source_of(name: str) -> Path:
+def source_of(name: str, directory: Path = PROGRAMS_DIR) -> Path:
     for suffix in (".c", ".S"):
-        path = PROGRAMS_DIR / f"{name}{suffix}"
+        path = directory / f"{name}{suffix}"
         if path.exists():
             return path
-    raise BuildError(f"no test program {name!r} in {PROGRAMS_DIR}")
+    raise BuildError(f"no test program {name!r} in {directory}")
 
 
 def flags_of(source: bytes) -> tuple[str, ...]:
@@ -61,10 +61,10 @@ def _compiler_version() -> str:
     return result.stdout.splitlines()[0]
 
 
-def build(name: str, flags: Sequence[str] | None = None) -> Path:
-    """Path of the compiled program `name`; `flags` replaces the source's own (e.g. to make a
-    dynamically linked variant)."""
-    source = source_of(name)
+def build(name: str, flags: Sequence[str] | None = None, *, directory: Path = PROGRAMS_DIR) -> Path:
+    """Path of the compiled program `name` (a source in `directory`); `flags` replaces the source's
+    own (e.g. to make a dynamically linked variant)."""
+    source = source_of(name, directory)
     text = source.read_bytes()
     chosen = tuple(flags) if flags is not None else flags_of(text)
     key = hashlib.sha256(

@@ -20,26 +20,23 @@ def _parse(args: bytes) -> tuple[int, int, int]:
     return int(kind_text), hex_int(fields[1], "address"), hex_int(fields[2], "kind")
 
 
-def handle_Z(session, args: bytes) -> bytes:
+def _handle(session, args: bytes, *, insert: bool) -> bytes:
     ztype, addr, kind = _parse(args)
     if ztype == 0:
-        session.target.insert_sw_breakpoint(addr)
+        (session.target.insert_sw_breakpoint if insert else session.target.remove_sw_breakpoint)(addr)
         return b"OK"
     if ztype > 4 or session.target.debugger is None:
-        raise Unsupported(f"Z{ztype}")
-    session.target.debugger.insert(ztype, addr, kind)
+        raise Unsupported(f"{'Z' if insert else 'z'}{ztype}")
+    (session.target.debugger.insert if insert else session.target.debugger.remove)(ztype, addr, kind)
     return b"OK"
+
+
+def handle_Z(session, args: bytes) -> bytes:
+    return _handle(session, args, insert=True)
 
 
 def handle_z(session, args: bytes) -> bytes:
-    ztype, addr, kind = _parse(args)
-    if ztype == 0:
-        session.target.remove_sw_breakpoint(addr)
-        return b"OK"
-    if ztype > 4 or session.target.debugger is None:
-        raise Unsupported(f"z{ztype}")
-    session.target.debugger.remove(ztype, addr, kind)
-    return b"OK"
+    return _handle(session, args, insert=False)
 
 
 COMMANDS = {b"Z": handle_Z, b"z": handle_z}
