@@ -219,7 +219,7 @@ class Machine:
                 lines = disassemble(self.read_memory, ip, 1)
                 return lines[0].split(":", 1)[-1].strip() if lines else ""
 
-            name = os.path.basename(self.exec_path)
+            name = os.path.basename(self.exec_path)[:15]   # a Linux comm: 15 characters
             self._tracer = KsymTracer(
                 self.core, self.process.elf.symbols, symbolize=self.process.elf.symbol_at,
                 disassemble=one_instruction, task_name=lambda task: f"{name}-{self.pid}")
