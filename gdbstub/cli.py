@@ -22,10 +22,17 @@ def demo_program() -> str:
     return str(resources.files("gdbstub.demo").joinpath("demo"))
 
 
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0-65535)")
+    return port
+
+
 def _serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve a program to gdb over the remote protocol")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=1234, help="TCP port (default 1234; 0 picks a free one)")
+    p.add_argument("--port", type=_port, default=1234, help="TCP port (default 1234; 0 picks a free one)")
     p.add_argument("--stdio", action="store_true",
                    help="speak the protocol on stdin/stdout (gdb: target remote | gdbstub serve --stdio PROG)")
     p.add_argument("--once", action="store_true", help="exit after the first client leaves")

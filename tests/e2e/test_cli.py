@@ -1,0 +1,55 @@
+"""The command line's one-line errors: a person sees what is wrong and the exit status is 1."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.programs.build import build, have_compiler
+
+
+def serve(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gdbstub", "serve", "--once", *args], capture_output=True,
+                          text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_missing_program(tmp_path):
+    line = one_error_line(serve(str(tmp_path / "nothing-here")))
+    assert line.startswith("gdbstub: ") and "no such file" in line
+
+
+def test_not_an_elf(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    assert "not an ELF" in one_error_line(serve(str(text)))
+
+
+def test_dynamically_linked_program_is_refused_with_the_reason():
+    if not have_compiler():
+        pytest.skip("gcc is not installed (.ci/run installs it)")
+    dynamic = build("hello", flags=["-g", "-O0"])
+    assert "dynamic loader" in one_error_line(serve(str(dynamic)))
+
+
+def test_port_in_use():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = one_error_line(serve("--port", str(port)))
+    assert f"cannot listen on 127.0.0.1:{port}" in line and "in use" in line
+
+
+def test_port_out_of_range():
+    result = serve("--port", "99999")
+    assert result.returncode == 2 and "not a TCP port" in result.stderr
