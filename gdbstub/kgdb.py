@@ -16,7 +16,9 @@ ptrace users). The request rules follow gdbserver on x86-64 (gdb/nat/x86-dregs.c
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .hwbp import (
@@ -48,15 +50,14 @@ _SIZE_TRY = (
 )
 
 
-def split_region(addr: int, length: int) -> list[tuple[int, int]]:
-    """Aligned 1/2/4/8-byte pieces covering [addr, addr+length), as gdbserver splits them."""
-    pieces = []
+def split_region(addr: int, length: int) -> Iterator[tuple[int, int]]:
+    """Aligned 1/2/4/8-byte pieces covering [addr, addr+length), as gdbserver splits them (lazily:
+    a huge length must not build a huge list before the slot limit refuses it)."""
     while length > 0:
         size = _SIZE_TRY[min(length, 8) - 1][addr % 8]
-        pieces.append((addr, size))
+        yield addr, size
         addr += size
         length -= size
-    return pieces
 
 
 @dataclass
@@ -120,7 +121,11 @@ class GdbDebugger:
             raise TargetError(errno.EINVAL, "watch length 0")
         if self._arch_accepts(BreakpointAttr(addr, kind, bp_type)):
             return [(addr, kind)]
-        return split_region(addr, kind)
+        limit = self.core.slots(bp_type)
+        pieces = list(itertools.islice(split_region(addr, kind), limit + 1))
+        if len(pieces) > limit:
+            raise TargetError(errno.ENOSPC, f"{kind} bytes at {addr:#x} need more than {limit} debug registers")
+        return pieces
 
     def _take(self, key: tuple[int, int, int]) -> None:
         piece = self._pieces.get(key)

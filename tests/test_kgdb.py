@@ -1,0 +1,46 @@
+"""gdb's Z1-Z4 on the core API: gdbserver's region splitting and the all-or-nothing rule."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from gdbstub.hwbp import BreakpointCore
+from gdbstub.hwbp.x86 import X86DebugArch
+from gdbstub.kgdb import GdbDebugger, split_region
+from gdbstub.rsp.errors import TargetError
+
+BASE = 0x4A62D0   # 16-byte aligned
+
+
+@pytest.mark.parametrize(("offset", "length", "pieces"), [
+    (1, 12, [(1, 1), (2, 2), (4, 4), (8, 4), (12, 1)]),      # gdb/nat/x86-dregs.c's worked example
+    (1, 3, [(1, 1), (2, 2)]),
+    (0, 16, [(0, 8), (8, 8)]),
+    (6, 4, [(6, 2), (8, 2)]),
+    (7, 1, [(7, 1)]),
+])
+def test_split_region_matches_gdbserver(offset, length, pieces):
+    assert list(split_region(BASE + offset, length)) == [(BASE + o, n) for o, n in pieces]
+
+
+def test_a_huge_region_is_refused_before_anything_is_registered():
+    core = BreakpointCore(arch=X86DebugArch(), ncpus=1)
+    debugger = GdbDebugger(core, task="program")
+    with pytest.raises(TargetError) as refused:
+        debugger.insert(2, 0x400000, 1 << 40)            # would be 2**37 pieces
+    assert refused.value.errno == errno.ENOSPC
+    assert not core.is_used()
+
+
+def test_a_request_that_does_not_fit_leaves_no_piece_behind():
+    core = BreakpointCore(arch=X86DebugArch(), ncpus=1)
+    debugger = GdbDebugger(core, task="program")
+    debugger.insert(2, BASE, 8)
+    debugger.insert(2, BASE + 8, 8)
+    with pytest.raises(TargetError):
+        debugger.insert(4, BASE + 16, 24)                 # 3 pieces, 2 free slots
+    assert len(core.breakpoints()) == 2
+    debugger.release_all()
+    assert not core.is_used()
