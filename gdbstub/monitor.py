@@ -16,6 +16,9 @@ def _help(machine, args: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+_DISAS_MAX = 1000   # the monitor runs on the server's event loop: keep one command short
+
+
 def _address(machine, word: str) -> int:
     """A number, `$pc`, or a symbol of the program (gdb passes monitor text through unexpanded)."""
     if word in ("$pc", "pc"):
@@ -32,7 +35,7 @@ def _disas(machine, args: str) -> str:
     words = args.split()
     try:
         addr = _address(machine, words[0]) if words else machine.cpu.pc
-        count = int(words[1], 0) if len(words) > 1 else 10
+        count = min(int(words[1], 0), _DISAS_MAX) if len(words) > 1 else 10
     except (ValueError, KeyError):
         return "usage: monitor disas [ADDR|SYMBOL|$pc] [COUNT]\n"
     lines = disassemble(machine.read_memory, addr, count, symbolize=machine.symbolize)
