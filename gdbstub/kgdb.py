@@ -29,12 +29,12 @@ from .hwbp import (
     BreakpointAttr,
     HwBreakpointError,
 )
+from .hwbp.attr import SIZEOF_LONG
 from .rsp.errors import TargetError, Unsupported
 
 log = logging.getLogger("gdbstub.kgdb")
 
 _Z_TYPES = {1: HW_BREAKPOINT_X, 2: HW_BREAKPOINT_W, 3: HW_BREAKPOINT_R, 4: HW_BREAKPOINT_RW}
-_EXEC_LEN = 8   # x86-64 sizeof(long): Linux's only length for execute breakpoints
 
 # gdb/nat/x86-dregs.c's size_try_array: the piece length to try for a region
 # of (remaining length - 1, capped at 7) starting at (address % 8).
@@ -116,7 +116,7 @@ class GdbDebugger:
 
     def _pieces_for(self, bp_type: int, addr: int, kind: int) -> list[tuple[int, int]]:
         if bp_type == HW_BREAKPOINT_X:
-            return [(addr, _EXEC_LEN)]
+            return [(addr, SIZEOF_LONG)]
         if kind <= 0:
             raise TargetError(errno.EINVAL, "watch length 0")
         if self._arch_accepts(BreakpointAttr(addr, kind, bp_type)):

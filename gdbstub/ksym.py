@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from errno import EINVAL, ENOSPC
 
+from .hwbp.attr import TYPE_NAMES
 from .hwbp import (
     HW_BREAKPOINT_LEN_4,
     HW_BREAKPOINT_RW,
@@ -53,7 +54,6 @@ REMOVE = 0  # the op `---`
 # The only access strings the filter accepts; anything else is EINVAL.
 _OPS = {"rw-": HW_BREAKPOINT_RW, "-w-": HW_BREAKPOINT_W, "---": REMOVE}
 _OP_TEXT = {op_type: text for text, op_type in _OPS.items()}
-_TYPE_LETTERS = {HW_BREAKPOINT_RW: "RW", HW_BREAKPOINT_W: "W"}
 _CLEAR_ALL = ("", "0", "*:---")
 
 
@@ -191,7 +191,7 @@ class KsymTracer:
         with self._lock:
             rows = [(e.bp_type, e.symbol, e.counter) for e in self._entries]
         for bp_type, symbol, counter in rows:
-            lines.append(f"  {_TYPE_LETTERS.get(bp_type, 'NA'):<12}  {symbol:<36} {counter:>15}")
+            lines.append(f"  {TYPE_NAMES.get(bp_type, 'NA'):<12}  {symbol:<36} {counter:>15}")
         return "\n".join(lines) + "\n"
 
     def records(self) -> list[TraceRecord]:
@@ -279,7 +279,7 @@ class KsymTracer:
 
     def _format_record(self, record: TraceRecord) -> str:
         line = (f"  {record.task:>15}  [{record.cpu:03d}]  {self._name_of(record.addr):<24}  "
-                f"{_TYPE_LETTERS.get(record.bp_type, 'NA'):<4}  {self._name_of(record.ip)}")
+                f"{TYPE_NAMES.get(record.bp_type, 'NA'):<4}  {self._name_of(record.ip)}")
         if self.disassemble is not None:
             line += f"  {self.disassemble(record.ip)}"
         return line

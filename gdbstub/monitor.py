@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .hwbp.attr import TYPE_NAMES
+
 
 def _help(machine, args: str) -> str:
     lines = ["monitor commands:"]
@@ -42,9 +44,6 @@ def _disas(machine, args: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-_TYPE_NAMES = {1: "R", 2: "W", 3: "RW", 4: "X"}
-
-
 def _hwbp(machine, args: str) -> str:
     """The debug-register slots of the emulated CPU and who holds them."""
     core = machine.core
@@ -55,7 +54,7 @@ def _hwbp(machine, args: str) -> str:
         where = core.arch.slot_name(slot) if slot is not None else "-"
         attr = bp.attr
         lines.append(f"{cpu:<4}{where:<8}{attr.bp_addr:#018x}  {attr.bp_len:<5}"
-                     f"{_TYPE_NAMES.get(attr.bp_type, '?'):<6}{bp.owner:<8}{bp.count:>8}")
+                     f"{TYPE_NAMES.get(attr.bp_type, '?'):<6}{bp.owner:<8}{bp.count:>8}")
     if len(lines) == 1:
         lines.append("(no hardware breakpoints)")
     lines.append(core.arch.describe_registers(core.registers(cpu)))

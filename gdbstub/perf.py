@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from .hwbp.attr import SIZEOF_LONG
+from .ksym import symbol_addresses
 from .hwbp import (
     HW_BREAKPOINT_LEN_4,
     HW_BREAKPOINT_R,
@@ -38,7 +40,6 @@ from .hwbp import (
 __all__ = ["Counter", "PerfSession", "parse_event"]
 
 OWNER = "perf"
-SIZEOF_LONG = 8
 
 _ACCESS_LETTERS = {"r": HW_BREAKPOINT_R, "w": HW_BREAKPOINT_W, "x": HW_BREAKPOINT_X}
 _MODIFIERS = frozenset("uk")
@@ -102,8 +103,7 @@ def _parse_address(where: str, symbols: Mapping[str, object] | None, text: str) 
     if symbols is not None and _SYMBOL.fullmatch(where):
         if where not in symbols:
             raise ValueError(f"{text!r}: no symbol {where!r} in the program")
-        value = symbols[where]
-        return value if isinstance(value, int) else int(getattr(value, "addr"))
+        return symbol_addresses({where: symbols[where]})[where]
     raise ValueError(f"{text!r}: address {where!r} is not a number" + ("" if symbols is None else " or a symbol"))
 
 

@@ -85,13 +85,17 @@ class DebugArch(abc.ABC):
     def uninstall(self, regs: Any, bp: Breakpoint) -> None:
         """Release `bp`'s slot and disable it in the image."""
 
-    @abc.abstractmethod
+    # Every register image keeps Linux's per-CPU bp_per_reg table as `regs.owners`.
     def slot_of(self, regs: Any, bp: Breakpoint) -> int | None:
         """The slot `bp` occupies in this image, or None."""
+        for slot, owner in enumerate(regs.owners):
+            if owner is bp:
+                return slot
+        return None
 
-    @abc.abstractmethod
     def slot_owner(self, regs: Any, slot: int) -> Breakpoint | None:
         """The breakpoint installed in `slot`, or None (a stale status bit)."""
+        return regs.owners[slot] if 0 <= slot < len(regs.owners) else None
 
     @abc.abstractmethod
     def enforced_slots(self, regs: Any) -> list[WatchSlot]:

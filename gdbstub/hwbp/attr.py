@@ -25,6 +25,12 @@ HW_BREAKPOINT_LEN_6 = 6
 HW_BREAKPOINT_LEN_7 = 7
 HW_BREAKPOINT_LEN_8 = 8
 
+# How people write each access type (perf, the ksym tracer, `monitor hwbp`).
+TYPE_NAMES = {HW_BREAKPOINT_R: "R", HW_BREAKPOINT_W: "W", HW_BREAKPOINT_RW: "RW", HW_BREAKPOINT_X: "X"}
+
+# x86-64 is LP64: sizeof(long), the only length Linux takes for an execute breakpoint.
+SIZEOF_LONG = 8
+
 
 @dataclass(frozen=True)
 class BreakpointAttr:

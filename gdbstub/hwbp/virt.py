@@ -120,15 +120,6 @@ class VirtDebugArch(DebugArch):
         regs.owners[slot] = None
         regs.entries[slot] = None
 
-    def slot_of(self, regs: VirtDebugRegisters, bp: Breakpoint) -> int | None:
-        for slot, owner in enumerate(regs.owners):
-            if owner is bp:
-                return slot
-        return None
-
-    def slot_owner(self, regs: VirtDebugRegisters, slot: int) -> Breakpoint | None:
-        return regs.owners[slot] if 0 <= slot < len(regs.owners) else None
-
     def enforced_slots(self, regs: VirtDebugRegisters) -> list[WatchSlot]:
         return [entry for entry in regs.entries if entry is not None]
 

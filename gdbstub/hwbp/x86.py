@@ -18,6 +18,7 @@ from .attr import (
     HW_BREAKPOINT_RW,
     HW_BREAKPOINT_W,
     HW_BREAKPOINT_X,
+    SIZEOF_LONG,
     BreakpointAttr,
     WatchSlot,
 )
@@ -56,7 +57,6 @@ DR_LOCAL_SLOWDOWN = 0x100
 DR_GLOBAL_SLOWDOWN = 0x200
 DR7_FIXED_1 = 0x400  # bit 10 always reads as 1
 
-SIZEOF_LONG = 8
 
 _GENERIC_LEN_TO_X86 = {
     1: X86_BREAKPOINT_LEN_1,
@@ -238,15 +238,6 @@ class X86DebugArch(DebugArch):
         regs.owners[slot] = None
         # DRn keeps its stale address, as on Linux; DR7 no longer enables it.
         regs.dr7 &= ~dr7_slot_bits(slot, info.len, info.type)
-
-    def slot_of(self, regs: X86DebugRegisters, bp: Breakpoint) -> int | None:
-        for slot, owner in enumerate(regs.owners):
-            if owner is bp:
-                return slot
-        return None
-
-    def slot_owner(self, regs: X86DebugRegisters, slot: int) -> Breakpoint | None:
-        return regs.owners[slot] if 0 <= slot < HBP_NUM else None
 
     def enforced_slots(self, regs: X86DebugRegisters) -> list[WatchSlot]:
         """What DR0-3 + DR7 make the CPU check, decoded from the bits alone."""

@@ -290,11 +290,6 @@ class DebugUnit:
         return frozenset(self._exec_slots)
 
     @property
-    def watched_pages(self) -> dict[int, int]:
-        """page -> UC_PROT bits removed from the guest's permissions there (protected pages only)."""
-        return dict(self._protected)
-
-    @property
     def hot_pages(self) -> frozenset[int]:
         """Watched pages in hook mode: guest permissions, a memory hook per slot on them."""
         return self._hooked_pages

@@ -111,7 +111,6 @@ class HostIO:
             exe = next(iter(self._allowed))
         self._exe = os.fsencode(exe) if exe is not None else None
         self.pid = pid
-        self.fs_pid = 0
         self._files: dict[int, int] = {}        # our fd -> host fd
 
     # vFile:setfs
@@ -120,7 +119,6 @@ class HostIO:
         which is the same one here.  Any other pid is EINVAL."""
         if pid not in (0, self.pid):
             raise HostIOError(EINVAL, f"no process {pid}")
-        self.fs_pid = pid
         return 0
 
     # vFile:open

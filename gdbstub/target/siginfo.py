@@ -6,7 +6,7 @@ codes are the ones the kernel would put there for the same event.
 
 from __future__ import annotations
 
-from construct import Bytes, Int32sl, Int32ul, Int64ul, Padding, Struct
+from construct import Bytes, Int32sl, Int64ul, Padding, Struct
 
 from .events import SIGBUS, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, StopEvent, StopKind
 
@@ -17,7 +17,6 @@ SEGV_MAPERR = 1      # no mapping at the address
 SEGV_ACCERR = 2      # the mapping forbids the access
 ILL_ILLOPN = 2       # illegal operand (Linux's code for #UD)
 FPE_INTDIV = 1       # integer divide by zero
-TRAP_BRKPT = 1
 TRAP_TRACE = 2       # single step
 TRAP_HWBKPT = 4      # debug-register breakpoint or watchpoint
 

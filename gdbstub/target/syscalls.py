@@ -121,10 +121,6 @@ def s32(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
-def s64(value: int) -> int:
-    return value - (1 << 64) if value & (1 << 63) else value
-
-
 def page_up(addr: int) -> int:
     return (addr + PAGE - 1) & ~(PAGE - 1)
 
