@@ -30,11 +30,15 @@ __all__ = [
     "Segment",
     "Symbol",
     "SymbolLocation",
+    "MMAP_MIN_ADDR",
+    "USER_TOP",
     "page_down",
     "page_up",
 ]
 
 PAGE_SIZE = 0x1000
+USER_TOP = 1 << 47                 # the x86-64 user address space ends here (4-level paging)
+MMAP_MIN_ADDR = 0x10000            # vm.mmap_min_addr: nothing is mapped below
 # Top of the mmap area with ASLR off: TASK_SIZE (0x7ffffffff000) minus Linux's minimum 128 MiB stack gap.
 MMAP_BASE = 0x7FFFF7FFF000
 

@@ -44,7 +44,7 @@ from unicorn.x86_const import (
     UC_X86_REG_RSP,
 )
 
-from gdbstub.target.elf import MMAP_BASE, PAGE_SIZE, ElfImage, ElfLoadError, page_up
+from gdbstub.target.elf import MMAP_BASE, MMAP_MIN_ADDR, PAGE_SIZE, USER_TOP, ElfImage, ElfLoadError, page_up
 from gdbstub.target.syscalls import GuestFault, install_syscall_hook
 
 __all__ = [
@@ -63,8 +63,6 @@ log = logging.getLogger("gdbstub.target")
 # Linux x86-64 user address space with ASLR off (what a program sees under real gdb).
 STACK_TOP = 0x7FFFFFFFF000
 STACK_SIZE = 8 << 20                       # RLIMIT_STACK default; prlimit64 reports the same
-USER_TOP = 1 << 47
-MMAP_MIN_ADDR = 0x10000                    # vm.mmap_min_addr
 STATIC_PIE_BRK = page_up(STACK_TOP // 3 * 2)   # ELF_ET_DYN_BASE: Linux moves a static-pie's brk here
 
 DEFAULT_ENV = ("PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/", "LANG=C", "PWD=/")

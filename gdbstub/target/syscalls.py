@@ -45,6 +45,8 @@ from unicorn.x86_const import (
     UC_X86_REG_RSI,
 )
 
+from .elf import MMAP_MIN_ADDR, PAGE_SIZE, USER_TOP, page_down, page_up
+
 if TYPE_CHECKING:
     from gdbstub.target.process import LinuxProcess
 
@@ -53,11 +55,8 @@ __all__ = ["GuestFault", "SYSCALLS", "SYSCALL_NAMES", "install_syscall_hook", "s
 log = logging.getLogger("gdbstub.target")
 
 MASK64 = (1 << 64) - 1
-PAGE = 0x1000
-USER_TOP = 1 << 47
 MAX_RW_COUNT = 0x7FFFF000          # Linux caps one read/write at INT_MAX rounded down to a page
 UIO_MAXIOV = 1024
-MMAP_MIN_ADDR = 0x10000            # vm.mmap_min_addr
 
 
 class GuestFault(Exception):
@@ -119,14 +118,6 @@ RLIMIT_STACK, RLIMIT_CORE, RLIMIT_NOFILE, RLIM_NLIMITS = 3, 4, 7, 16
 def s32(value: int) -> int:
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value & 0x80000000 else value
-
-
-def page_up(addr: int) -> int:
-    return (addr + PAGE - 1) & ~(PAGE - 1)
-
-
-def page_down(addr: int) -> int:
-    return addr & ~(PAGE - 1)
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -408,7 +399,7 @@ def uc_prot(prot: int) -> int:
 
 
 def _valid_range(addr: int, length: int) -> bool:
-    return addr % PAGE == 0 and 0 < length and addr + length <= USER_TOP
+    return addr % PAGE_SIZE == 0 and 0 < length and addr + length <= USER_TOP
 
 
 @syscall(9)
@@ -421,7 +412,7 @@ def sys_mmap(p: LinuxProcess, addr: int, length: int, prot: int, flags: int, fd:
         return -E.ENODEV if s32(fd) in p.open_fds else -E.EBADF
     size = page_up(length)
     if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
-        if addr % PAGE:
+        if addr % PAGE_SIZE:
             return -E.EINVAL
         if addr + size > USER_TOP:
             return -E.ENOMEM
@@ -457,7 +448,7 @@ def sys_munmap(p: LinuxProcess, addr: int, length: int, *_: int) -> int:
 
 @syscall(10)
 def sys_mprotect(p: LinuxProcess, addr: int, length: int, prot: int, *_: int) -> int:
-    if addr % PAGE or prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | 0x03000000):
+    if addr % PAGE_SIZE or prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | 0x03000000):
         return -E.EINVAL
     if length == 0:
         return 0
@@ -481,7 +472,7 @@ def sys_brk(p: LinuxProcess, new_brk: int, *_: int) -> int:
         p.memory.unmap(new_top, old_top)
         p.notify_mappings_changed()
     elif new_top > old_top:
-        if new_top > USER_TOP or not p.memory.is_free(old_top, new_top + PAGE):   # keep a guard page
+        if new_top > USER_TOP or not p.memory.is_free(old_top, new_top + PAGE_SIZE):   # keep a guard page
             return p.brk
         p.memory.map(old_top, new_top, UC_PROT_READ | UC_PROT_WRITE)
         p.notify_mappings_changed()
@@ -491,7 +482,7 @@ def sys_brk(p: LinuxProcess, new_brk: int, *_: int) -> int:
 
 @syscall(25)
 def sys_mremap(p: LinuxProcess, old: int, old_size: int, new_size: int, flags: int, *_: int) -> int:
-    if old % PAGE or new_size == 0 or flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED):
+    if old % PAGE_SIZE or new_size == 0 or flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED):
         return -E.EINVAL
     if flags & MREMAP_FIXED:
         return -E.EINVAL                    # not needed by glibc's realloc; not emulated
