@@ -71,8 +71,12 @@ class Connection:
 
     async def _receive(self, data: bytes) -> None:
         """Feed bytes to the codec and act on every complete event, in order."""
+        self.codec.receive_data(data)
+        await self._handle_events()
+
+    async def _handle_events(self) -> None:
+        """Act on every complete event the codec holds (packets, Ctrl-C), in order."""
         codec = self.codec
-        codec.receive_data(data)
         while not self.closing:
             try:
                 event = codec.next_event()
@@ -108,6 +112,9 @@ class Connection:
                     log.info("-> %r", out.payload[:200])
                 await self._write(self.codec.send(out.payload, binary=out.binary))
             elif isinstance(out, StartRun):
+                # A Ctrl-C that came in the same read as this resume is already buffered:
+                # take it now, so the run stops at once instead of waiting for another one.
+                await self._handle_events()
                 if out.step:
                     event = self.machine.run(True)
                 else:
@@ -170,19 +177,23 @@ async def refuse_busy(stream: trio.abc.Stream) -> None:
     """A second client while one is connected: answer its first packet with an error and close."""
     codec = _server_codec()
     message = b"E.another debugger is already connected to this gdbstub"
-    with trio.move_on_after(5):
-        while True:
-            data = await stream.receive_some(4096)
-            if not data:
-                break
-            codec.receive_data(data)
-            event = codec.next_event()
-            while event is not NEED_DATA and not isinstance(event, Packet):
+    try:
+        with trio.move_on_after(5):
+            while True:
+                data = await stream.receive_some(4096)
+                if not data:
+                    break
+                codec.receive_data(data)
                 event = codec.next_event()
-            if isinstance(event, Packet):
-                await stream.send_all(codec.data_to_send() + codec.send(message))
-                break
-    await stream.aclose()
+                while event is not NEED_DATA and not isinstance(event, Packet):
+                    event = codec.next_event()
+                if isinstance(event, Packet):
+                    await stream.send_all(codec.data_to_send() + codec.send(message))
+                    break
+    except (RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError) as exc:
+        log.info("the refused client went away: %s", exc)    # it is being turned away anyway
+    finally:
+        await stream.aclose()
 
 
 class Server:

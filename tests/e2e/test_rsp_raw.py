@@ -904,3 +904,27 @@ async def test_k_closes_and_the_next_client_gets_a_fresh_program(serve, counter)
         assert register(fields, RIP) == counter.entry
         assert await client.request(b"m%x,4" % addr) == b"00000000"
         assert await monitor_hwbp(client) == ([], 0)
+
+
+async def test_ctrl_c_in_the_same_read_as_the_continue_stops_the_run(serve, spin):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(spin)
+        wire = await served.wire()
+        await wire.send(frame(b"QStartNoAckMode"))
+        assert await wire.read(1) == b"+"
+        assert await wire.read_frame() == frame(b"OK")
+        await wire.send(frame(b"c") + b"\x03")                 # one write: the resume and its Ctrl-C
+        reply = await wire.read_frame()
+        assert reply.startswith(b"$T02"), reply
+
+
+async def test_a_second_client_that_misbehaves_does_not_take_the_server_down(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        first = await served.connect()
+        assert await first.request(b"qC") == b"QC%x" % served.machine.tid
+        second = await trio.open_tcp_stream("127.0.0.1", served.port)
+        await second.send_all(b"$}#7d")                         # undecodable: '}' escapes nothing
+        await trio.sleep(0.2)
+        await second.aclose()
+        assert await first.request(b"qC") == b"QC%x" % served.machine.tid
