@@ -928,3 +928,13 @@ async def test_a_second_client_that_misbehaves_does_not_take_the_server_down(ser
         await trio.sleep(0.2)
         await second.aclose()
         assert await first.request(b"qC") == b"QC%x" % served.machine.tid
+
+
+async def test_numbers_are_strict_hex_of_at_most_64_bits(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        for bad in (b"Z0,-1,1", b"Z0,1ffffffffffffffff0,1", b"m 10,4", b"m0x10,4", b"m1_0,4",
+                    b"qXfer:features:read:target.xml:-10,10"):
+            assert await client.request(bad) == b"E16", bad
+        assert await client.request(b"qC") == b"QC%x" % served.machine.tid     # still connected

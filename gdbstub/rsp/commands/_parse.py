@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from .. import _wire
 from ..errors import MalformedPacket
 
 
+_ADDRESS_LIMIT = 1 << 64
+
+
 def hex_int(text: bytes, what: str = "number") -> int:
+    """RSP hex: digits only (no sign, `0x`, space or `_`), and no wider than 64 bits."""
     try:
-        return int(text, 16)
+        value = _wire.hex_int(text)
     except ValueError:
         raise MalformedPacket(f"bad hex {what}: {text[:20]!r}") from None
+    if value >= _ADDRESS_LIMIT:
+        raise MalformedPacket(f"{what} wider than 64 bits: {text[:20]!r}")
+    return value
 
 
 def hex_bytes(text: bytes) -> bytes:
