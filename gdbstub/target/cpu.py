@@ -318,6 +318,11 @@ class Cpu:
         """Make the active run (or, if none is active yet, the next one) return DETACHED."""
         self._request(_DETACH)
 
+    def discard_stop_requests(self) -> None:
+        """Forget a queued Ctrl-C or detach: the client that asked for it has gone."""
+        with self._lock:
+            self._pending = None
+
     def _request(self, reason: int | _Detach) -> None:
         with self._lock:
             if self._pending is None or reason is _DETACH:

@@ -58,7 +58,9 @@ class Machine:
         self.cpu.on_debug_exception = self.core.deliver
         self.core.set_current_task(self.CPU, self.process)
         self.cpu.set_debug_slots(self.core.enforced_slots(self.CPU))
-        self.hostio = HostIO(allowed={self.process.path}, pid=self.process.pid)
+        # HostIO compares real paths: the program may be served through a symlink.
+        self.hostio = HostIO(allowed={os.path.realpath(self.process.path)}, pid=self.process.pid,
+                             exe=self.process.path)
         self._ended: StopEvent | None = None
         self._sw_breakpoints: set[int] = set()   # gdb's Z0s, released when it leaves
         # gdb's Z1-Z4 consumer of the core API; None where the arch has no slots.
@@ -215,6 +217,7 @@ class Machine:
         if self.debugger is not None:
             self.debugger.release_all()
         self.hostio.close_all()
+        self.cpu.discard_stop_requests()
 
     def symbolize(self, addr: int) -> str | None:
         """`main+4` for an address inside a known function or object."""
