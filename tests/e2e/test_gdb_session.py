@@ -8,7 +8,7 @@ import sys
 
 from tests.programs.build import build
 
-from .stub import GDB, run_gdb, run_gdb_interrupting
+from .stub import GDB, StubProcess, run_gdb, run_gdb_interrupting
 
 
 def test_no_local_file_finds_symbols_through_exec_file_and_vfile(serve):
@@ -116,3 +116,12 @@ def test_monitor_help_and_disas(serve):
                                                   ("main", "push"), ("main", "mov")]
     assert "usage: monitor disas" in out
     assert "unknown monitor command 'frobnicate'" in out
+
+
+def test_a_program_served_through_a_symlink_is_found_by_gdb(need_gdb, tmp_path):
+    link = tmp_path / "linked-counter"
+    link.symlink_to(build("counter"))
+    with StubProcess(str(link), "2", once=True) as stub:
+        out = run_gdb(stub.port, ["info symbol bump", "continue"])
+    assert "bump in section .text" in out and "exited normally" in out
+    assert "counter=2" in stub.program_output()

@@ -938,3 +938,15 @@ async def test_numbers_are_strict_hex_of_at_most_64_bits(serve, counter):
                     b"qXfer:features:read:target.xml:-10,10"):
             assert await client.request(bad) == b"E16", bad
         assert await client.request(b"qC") == b"QC%x" % served.machine.tid     # still connected
+
+
+async def test_a_queued_ctrl_c_does_not_outlive_its_client(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        first = await served.connect()
+        await first.interrupt()                                   # queued: the program is stopped
+        await first.aclose()
+        await served.wait_idle()
+        second = await served.connect()
+        reply = await second.request(b"vCont;c")
+        assert reply.startswith(b"W00"), reply                    # ran to its end, no stale SIGINT
