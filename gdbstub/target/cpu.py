@@ -50,7 +50,7 @@ from unicorn.x86_const import UC_X86_REG_ECX, UC_X86_REG_EFLAGS, UC_X86_REG_RCX,
 from gdbstub.hwbp.attr import HW_BREAKPOINT_X, Hit, WatchSlot
 from gdbstub.target.debugregs import DebugUnit, WatchFault, WatchMode, WatchStatistics
 from gdbstub.target.events import (
-    SIGBUS, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, StopEvent, StopKind, WatchHit,
+    SIGBUS, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, STOP_REQUESTED, StopEvent, StopKind, WatchHit,
 )
 
 __all__ = ["Cpu"]
@@ -367,7 +367,7 @@ class Cpu:
             return None
         if reason is _DETACH:
             return StopEvent(StopKind.DETACHED, pc=self.pc, reason="debugger detached")
-        return StopEvent(StopKind.SIGNAL, signal=reason, pc=self.pc, reason="stop requested")
+        return StopEvent(StopKind.SIGNAL, signal=reason, pc=self.pc, reason=STOP_REQUESTED)
 
     # ---- running ------------------------------------------------------------------------------
     def run(self, step: bool = False, budget: float | None = None) -> StopEvent | None:

@@ -14,6 +14,10 @@ SIGFPE = 8
 SIGKILL = 9
 SIGSEGV = 11
 
+# StopEvent.reason of a stop the debugger asked for (Ctrl-C): siginfo reports it as the
+# debugger's kill(), not as a signal the program raised.
+STOP_REQUESTED = "stop requested"
+
 
 class StopKind(enum.Enum):
     STEP = "step"            # single step finished (SIGTRAP)

@@ -95,6 +95,11 @@ class Machine:
         return self.process.pid
 
     @property
+    def comm(self) -> str:
+        """The program's name as Linux keeps it for a task: at most 15 characters."""
+        return os.path.basename(self.exec_path)[:15]
+
+    @property
     def exec_path(self) -> str:
         return self.process.path
 
@@ -208,7 +213,8 @@ class Machine:
         """The siginfo_t of a signal stop (gdb's $_siginfo); OSError for a stop that has none."""
         if event.kind in (StopKind.EXITED, StopKind.KILLED, StopKind.DETACHED):
             raise OSError(errno.ESRCH, "the program is not stopped by a signal")
-        return build_siginfo(event, pid=self.pid, debugger_pid=os.getpid())
+        return build_siginfo(event, pid=self.pid, debugger_pid=os.getpid(),
+                             mapped=lambda addr: self.process.page_perms(addr) is not None)
 
     def release_debugger_state(self) -> None:
         """The client left: drop its breakpoints, watchpoints and open files."""
@@ -239,10 +245,9 @@ class Machine:
                 lines = disassemble(self.read_memory, ip, 1)
                 return lines[0].split(":", 1)[-1].strip() if lines else ""
 
-            name = os.path.basename(self.exec_path)[:15]   # a Linux comm: 15 characters
             self._tracer = KsymTracer(
                 self.core, self.process.elf.symbols, symbolize=self.process.elf.symbol_at,
-                disassemble=one_instruction, task_name=lambda task: f"{name}-{self.pid}")
+                disassemble=one_instruction, task_name=lambda task: f"{self.comm}-{self.pid}")
         return self._tracer
 
     def monitor(self, command: str) -> str:

@@ -6,9 +6,11 @@ codes are the ones the kernel would put there for the same event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from construct import Bytes, Int32sl, Int64ul, Padding, Struct
 
-from .events import SIGBUS, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, StopEvent, StopKind
+from .events import SIGBUS, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, STOP_REQUESTED, StopEvent, StopKind
 
 SI_USER = 0          # kill(): gdb's Ctrl-C reaches the program as a SIGINT from its debugger
 SI_KERNEL = 0x80     # int3, #GP and similar: the kernel raised it
@@ -35,8 +37,12 @@ def _kill_fields(pid: int, uid: int) -> int:
     return (pid & 0xFFFFFFFF) | (uid & 0xFFFFFFFF) << 32
 
 
-def build_siginfo(event: StopEvent, *, pid: int, debugger_pid: int, uid: int = 0) -> bytes:
-    """The siginfo_t the kernel would have delivered for this stop."""
+def build_siginfo(event: StopEvent, *, pid: int, debugger_pid: int, mapped: Callable[[int], bool],
+                  uid: int = 0) -> bytes:
+    """The siginfo_t the kernel would have delivered for this stop.
+
+    `mapped(addr)`: whether the program has memory at addr (a fault there is SEGV_ACCERR).
+    """
     signal = event.signal
     code, first = SI_KERNEL, 0
     if event.kind is StopKind.STEP:
@@ -47,14 +53,13 @@ def build_siginfo(event: StopEvent, *, pid: int, debugger_pid: int, uid: int = 0
     elif event.kind is StopKind.SWBREAK:
         code = SI_KERNEL                                  # an int3 planted by the debugger
     elif signal == SIGSEGV and event.fault_addr is not None:
-        # The CPU's reason names Unicorn's error: UC_ERR_*_PROT is a mapping that forbids the access.
-        code = SEGV_ACCERR if "_PROT)" in event.reason else SEGV_MAPERR
+        code = SEGV_ACCERR if mapped(event.fault_addr) else SEGV_MAPERR
         first = event.fault_addr
     elif signal == SIGILL:
         code, first = ILL_ILLOPN, event.pc
     elif signal == SIGFPE:
         code, first = FPE_INTDIV, event.pc
-    elif signal == SIGINT and event.reason == "stop requested":   # Ctrl-C through the debugger
+    elif signal == SIGINT and event.reason == STOP_REQUESTED:
         code, first = SI_USER, _kill_fields(debugger_pid, uid)
     elif signal not in (SIGSEGV, SIGBUS, SIGTRAP):
         code, first = SI_TKILL, _kill_fields(pid, uid)    # the program signalled itself

@@ -4,7 +4,6 @@ the siginfo of the last stop."""
 from __future__ import annotations
 
 import errno
-import os
 from xml.sax.saxutils import escape
 
 from .._wire import escaped_prefix_length
@@ -31,7 +30,7 @@ def _exec_file(session, annex: bytes) -> bytes:
 def _threads(session, annex: bytes) -> bytes:
     """One packet instead of qfThreadInfo + qsThreadInfo, which gdb asks at every stop."""
     target = session.target
-    name = escape(os.path.basename(target.exec_path)[:15], {'"': "&quot;"})
+    name = escape(target.comm, {'"': "&quot;"})
     return (f'<?xml version="1.0"?>\n<threads>\n'
             f'<thread id="{target.tid:x}" core="0" name="{name}"/>\n</threads>\n').encode()
 
