@@ -6,11 +6,10 @@ Replies are `F<result>[,errno][;binary data]`, numbers in hex.
 
 from __future__ import annotations
 
-from .._wire import escaped_prefix_length
-from ..errors import MalformedPacket, Unsupported
-from ..limits import PACKET_SIZE, REPLY_HEADER_ROOM
+from ..errors import Unsupported
+from ..limits import PACKET_SIZE, fit_binary_reply
 from ..outputs import Reply
-from ._parse import hex_bytes, hex_int
+from ._parse import hex_bytes, hex_int, split
 
 
 def _ok(result: int, data: bytes | None = None) -> Reply:
@@ -20,27 +19,19 @@ def _ok(result: int, data: bytes | None = None) -> Reply:
     return Reply(head + b";" + data, binary=True)
 
 
-def _fields(args: bytes, count: int) -> list[bytes]:
-    fields = args.split(b",")
-    if len(fields) != count:
-        raise MalformedPacket(f"expected {count} fields")
-    return fields
-
-
 def _setfs(hio, args):
     return _ok(hio.setfs(hex_int(args, "pid")))
 
 
 def _open(hio, args):
-    path, flags, mode = _fields(args, 3)
+    path, flags, mode = split(args, b",", 3, "vFile arguments")
     return _ok(hio.open(hex_bytes(path), hex_int(flags, "flags"), hex_int(mode, "mode")))
 
 
 def _pread(hio, args):
-    fd, count, offset = _fields(args, 3)
-    limit = PACKET_SIZE - REPLY_HEADER_ROOM
-    data = hio.pread(hex_int(fd, "fd"), min(hex_int(count, "count"), limit), hex_int(offset, "offset"))
-    data = data[:escaped_prefix_length(data, limit)]    # escaping must not push it past PacketSize
+    fd, count, offset = split(args, b",", 3, "vFile arguments")
+    data = fit_binary_reply(hio.pread(hex_int(fd, "fd"), min(hex_int(count, "count"), PACKET_SIZE),
+                                      hex_int(offset, "offset")))
     return _ok(len(data), data)
 
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import errno
 from xml.sax.saxutils import escape
 
-from .._wire import escaped_prefix_length
 from ..errors import MalformedPacket, TargetError, Unsupported
-from ..limits import PACKET_SIZE, REPLY_HEADER_ROOM
+from ..limits import fit_binary_reply
 from ..outputs import Reply
 from ._parse import addr_length
 
@@ -58,8 +57,7 @@ def handle_qXfer(session, args: bytes) -> Reply:
     data = reader(session, annex)
     if offset > len(data):
         raise TargetError(errno.EINVAL, f"offset {offset} beyond {len(data)}")
-    chunk = data[offset : offset + min(length, PACKET_SIZE - REPLY_HEADER_ROOM)]
-    chunk = chunk[:escaped_prefix_length(chunk, PACKET_SIZE - REPLY_HEADER_ROOM)]
+    chunk = fit_binary_reply(data[offset : offset + length])
     more = offset + len(chunk) < len(data)
     return Reply((b"m" if more else b"l") + chunk, binary=True)
 
