@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PACKET_SIZE = 0x4000
-FRAME_OVERHEAD = len(b"$#00")  # PacketSize counts the whole frame, not just the payload
+FRAME_OVERHEAD = len(b"$#00")  # the frame around a payload; max_packet_size counts it, PacketSize does not
 
 Role = Literal["server", "client"]
 
