@@ -227,6 +227,13 @@ class Cpu:
 
     def read_memory(self, addr: int, length: int) -> bytes:
         """The readable prefix of [addr, addr + length): b"" if the first byte is not mapped."""
+        if length <= 0:
+            return b""
+        try:
+            # Almost every read is mapped whole: one call, no walk of the region list (~15 us).
+            return bytes(self.uc.mem_read(addr, length))
+        except UcError:
+            pass
         return b"".join(bytes(self.uc.mem_read(start, size)) for start, size in self._mapped_runs(addr, length))
 
     def write_memory(self, addr: int, data: bytes) -> None:
