@@ -183,6 +183,7 @@ class Cpu:
         self._unit = DebugUnit(uc, guest_perms, wrap_hook=self._guarded, mode=watch_mode)
         self._sw_breakpoints: set[int] = set()
         self._code_hooks: dict[int, int] = {}
+        self._retired_hooks: dict[int, int] = {}   # unwanted since the last run: deleted before the next
         self._pending_slots: tuple[WatchSlot, ...] | None = None
         self._on_code_hook = self._guarded(self._on_code)
         self._intr_hook = uc.hook_add(UC_HOOK_INTR, self._guarded(self._on_interrupt))
@@ -293,7 +294,8 @@ class Cpu:
 
     @property
     def hook_counts(self) -> dict[str, int]:
-        """Python hooks currently installed by the CPU on code and on memory."""
+        """Python hooks the CPU has in force on code and on memory (a retired code hook
+        is deleted before any instruction runs, so it is not counted)."""
         return {"code": len(self._code_hooks), "memory": self._unit.memory_hooks}
 
     def _apply_slots(self) -> None:
@@ -308,13 +310,24 @@ class Cpu:
             self._hooks_stale = True
             return
         wanted = self._sw_breakpoints | self._unit.exec_addresses
+        # gdb removes its breakpoints at every stop and inserts the same ones before it resumes:
+        # a removed hook is only retired until the next emu_start, and taken back if wanted again,
+        # so that z0/Z0 pair costs no Unicorn call and no cache flush.
         for addr in [a for a in self._code_hooks if a not in wanted]:
-            self.uc.hook_del(self._code_hooks.pop(addr))
-            self.uc.ctl_remove_cache(addr, addr + 1)
+            self._retired_hooks[addr] = self._code_hooks.pop(addr)
         for addr in wanted - self._code_hooks.keys():
-            self._code_hooks[addr] = self.uc.hook_add(UC_HOOK_CODE, self._on_code_hook, begin=addr, end=addr)
-            self.uc.ctl_remove_cache(addr, addr + 1)
+            hook = self._retired_hooks.pop(addr, None)
+            if hook is None:
+                hook = self.uc.hook_add(UC_HOOK_CODE, self._on_code_hook, begin=addr, end=addr)
+                self.uc.ctl_remove_cache(addr, addr + 1)
+            self._code_hooks[addr] = hook
         self._hooks_stale = False
+
+    def _delete_retired_hooks(self) -> None:
+        for addr, hook in self._retired_hooks.items():
+            self.uc.hook_del(hook)
+            self.uc.ctl_remove_cache(addr, addr + 1)
+        self._retired_hooks.clear()
 
     # ---- stop requests (any thread) -----------------------------------------------------------
     def request_stop(self, signal: int = SIGINT) -> None:
@@ -606,6 +619,8 @@ class Cpu:
 
     def _emulate(self, begin: int, count: int) -> UcError | None:
         """One emu_start; a Python exception from a hook is re-raised here."""
+        if self._retired_hooks:
+            self._delete_retired_hooks()
         if count > 0 and not self._count_hook_live:
             self.uc.ctl_flush_tb()
         self._in_emulation = True
