@@ -112,6 +112,10 @@ class _State(enum.Enum):
     DRAIN = "drain"            # inside an oversized packet: counting and discarding up to '#'
     CHECKSUM = "checksum"      # after '#': waiting for the two checksum digits
 
+    # Members are singletons: hash by identity in C. Enum's own __hash__ is Python code, and
+    # next_event looks the state up twice per packet.
+    __hash__ = object.__hash__
+
 
 _BETWEEN_PACKETS: dict[Role, re.Pattern[bytes]] = {
     "server": re.compile(rb"[$+\-\x03]"),
