@@ -24,10 +24,6 @@ from .session import Session
 
 log = logging.getLogger("gdbstub.server")
 
-# How long a continue runs on the trio thread before it moves to the worker thread. Ctrl-C is
-# not read meanwhile, so this adds at most this much to the time a Ctrl-C takes.
-INLINE_RUN_SECONDS = 0.002
-
 
 def _server_codec() -> Codec:
     # PacketSize limits the data characters, not the `$`/`#xx` frame (GDB manual, qSupported).
@@ -115,14 +111,7 @@ class Connection:
                 # A Ctrl-C that came in the same read as this resume is already buffered:
                 # take it now, so the run stops at once instead of waiting for another one.
                 await self._handle_events()
-                if out.step:
-                    event = self.machine.run(True)
-                else:
-                    # Most continues in a debugging session stop within microseconds (the next
-                    # watchpoint or breakpoint hit): those skip the worker thread's hand-offs.
-                    event = self.machine.run_within(INLINE_RUN_SECONDS)
-                    if event is None:
-                        event = await self._run_in_thread()
+                event = self.machine.run(True) if out.step else await self._run_in_thread()
                 if not self.closing:
                     await self._perform(self.session.stopped(event))
             elif isinstance(out, InterruptRun):
@@ -136,7 +125,7 @@ class Connection:
         """Run the CPU until it stops, reading the socket meanwhile (Ctrl-C, disconnect)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._read_while_running)
-            event = await trio.to_thread.run_sync(self.machine.resume_run, thread_name="cpu")
+            event = await trio.to_thread.run_sync(self.machine.run, False, thread_name="cpu")
             nursery.cancel_scope.cancel()
         return event
 

@@ -1,13 +1,10 @@
 """The CPU execution engine: runs the emulated x86-64 CPU and says why it stopped.
 
 `Cpu.run()` is blocking and meant for a worker thread; it returns exactly one
-StopEvent.  `Cpu.run(budget=seconds)` gives the CPU back (None) once that much
-time has passed without a stop, so a caller can try a continue on its own
-thread first and hand it to a worker thread only when it lasts.  Everything
-that can stop a run is turned into that one value: software breakpoints,
-debug-register slots (through debugregs.DebugUnit), CPU faults (as the signal
-Linux would deliver), the process's own exit or signal, and stop requests
-from other threads (Ctrl-C, detach).
+StopEvent.  Everything that can stop a run is turned into that one value:
+software breakpoints, debug-register slots (through debugregs.DebugUnit),
+CPU faults (as the signal Linux would deliver), the process's own exit or
+signal, and stop requests from other threads (Ctrl-C, detach).
 
 Cost model: with no slot armed and no software breakpoint the CPU runs
 without any Python code or memory hook (only the process's syscall hook and
@@ -102,70 +99,12 @@ _UNBOUNDED_COUNT = 1 << 62
 _STOP_RETRY_SECONDS = 0.005
 
 
-class _Alarm:
-    """One lasting thread that calls a callback once a deadline passes, unless disarmed first.
-
-    A thread per run costs 100-130 us to start and join (threading.Timer, and
-    Unicorn's own emu_start timeout, measured).  This one is woken only when it
-    is idle: while it sleeps towards an earlier deadline, a new arming just
-    moves the deadline (the thread sleeps on when it finds a later one), so
-    back-to-back short runs cost no thread wake-up each.  Disarming
-    guarantees that arming's callback will not run any more: callbacks run
-    holding the condition's lock.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._deadline: float | None = None
-        self._callback: Callable[[], None] | None = None
-        self._idle = False                         # waiting with no deadline: needs a notify
-        self._wake_at: float | None = None         # the deadline the thread sleeps towards
-        self._thread: threading.Thread | None = None
-
-    def arm(self, seconds: float, callback: Callable[[], None]) -> None:
-        with self._cond:
-            self._deadline = time.monotonic() + seconds
-            self._callback = callback
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._wait, name="cpu-budget", daemon=True)
-                self._thread.start()
-            elif self._idle or (self._wake_at is not None and self._deadline < self._wake_at):
-                self._cond.notify()
-
-    def disarm(self) -> None:
-        with self._cond:
-            self._deadline = self._callback = None
-
-    def _wait(self) -> None:
-        with self._cond:
-            while True:
-                if self._deadline is None:
-                    self._idle = True
-                    self._cond.wait()
-                    self._idle = False
-                    continue
-                remaining = self._deadline - time.monotonic()
-                if remaining > 0:
-                    self._wake_at = self._deadline
-                    self._cond.wait(remaining)
-                    self._wake_at = None
-                    continue
-                callback, self._deadline, self._callback = self._callback, None, None
-                if callback is not None:
-                    callback()
-
-
-_ALARM = _Alarm()
-
-
 class _Detach:
     def __repr__(self) -> str:
         return "DETACH"
 
 
 _DETACH = _Detach()
-# What the run loop returns when a budgeted run gives the CPU back (run() turns it into None).
-_BUDGET_SPENT = StopEvent(StopKind.SIGNAL, reason="run budget spent")
 
 
 class Cpu:
@@ -209,8 +148,6 @@ class Cpu:
         self._running = False
         self._pending: int | _Detach | None = None
         self._stop_retrier: threading.Thread | None = None
-        self._budget_spent = False                 # a budgeted run should give the CPU back
-        self._long_emulation = False               # the run loop's emu_start is active (not a step)
 
         if process is not None:
             process.mapping_listeners.append(self._unit.reprotect)
@@ -350,22 +287,10 @@ class Cpu:
             if not self._running:
                 return
             self.uc.emu_stop()
-            self._start_stop_retrier()
-
-    def _spend_budget(self) -> None:
-        # (alarm thread) Only the loop's long emu_start is cut short: a step stopped
-        # half-way would have to be told apart from one that ran.
-        with self._lock:
-            self._budget_spent = True
-            if self._running and self._long_emulation:
-                self.uc.emu_stop()
-                self._start_stop_retrier()
-
-    def _start_stop_retrier(self) -> None:
-        if self._stop_retrier is None:
-            self._stop_retrier = threading.Thread(
-                target=self._retry_stop, name="cpu-stop-retry", daemon=True)
-            self._stop_retrier.start()
+            if self._stop_retrier is None:
+                self._stop_retrier = threading.Thread(
+                    target=self._retry_stop, name="cpu-stop-retry", daemon=True)
+                self._stop_retrier.start()
 
     def _retry_stop(self) -> None:
         # emu_stop is lost if it lands between our check of _pending and
@@ -374,8 +299,7 @@ class Cpu:
         while True:
             time.sleep(_STOP_RETRY_SECONDS)
             with self._lock:
-                wanted = self._pending is not None or (self._budget_spent and self._long_emulation)
-                if not self._running or not wanted:
+                if not self._running or self._pending is None:
                     self._stop_retrier = None
                     return
                 self.uc.emu_stop()
@@ -390,32 +314,20 @@ class Cpu:
         return StopEvent(StopKind.SIGNAL, signal=reason, pc=self.pc, reason=STOP_REQUESTED)
 
     # ---- running ------------------------------------------------------------------------------
-    def run(self, step: bool = False, budget: float | None = None) -> StopEvent | None:
-        """Run (or execute one instruction) until something stops the CPU; blocking.
-
-        `budget`: seconds a continue may take.  If nothing has stopped the CPU
-        by then it returns None between two instructions, with nothing lost:
-        the next run() goes on as if this one had never paused.  Without a
-        budget the result is never None.
-        """
+    def run(self, step: bool = False) -> StopEvent:
+        """Run (or execute one instruction) until something stops the CPU; blocking."""
         with self._lock:
             if self._running:
                 raise RuntimeError("Cpu.run() is already active")
             queued = self._pending is not None
             self._running = not queued
-            self._budget_spent = False
         if queued:
             event = self._take_request()
             assert event is not None
             return event
-        if budget is not None and not step:
-            _ALARM.arm(budget, self._spend_budget)
         try:
-            event = self._run(step)
-            return None if event is _BUDGET_SPENT else event
+            return self._run(step)
         finally:
-            if budget is not None:
-                _ALARM.disarm()
             with self._lock:
                 self._running = False
                 # A request that raced with another stop reason belongs to the run it interrupted.
@@ -438,21 +350,12 @@ class Cpu:
             event = self._take_request()
             if event is not None:
                 return event
-            if self._budget_spent:
-                # Between two emu_starts nothing is half done: the next run() starts here afresh.
-                return _BUDGET_SPENT
             # (RIP reads cost ~3 us in the binding: reuse the one the last step made)
             begin, self._resume_pc = self._resume_pc, None
             # Slot hooks need counted runs: a stop from a C helper then lands before the next instruction.
             counted = hot or self._unit.hook_mode
             started = time.perf_counter()
-            with self._lock:
-                self._long_emulation = True
-            try:
-                fault = self._emulate(self.pc if begin is None else begin, _UNBOUNDED_COUNT if counted else 0)
-            finally:
-                with self._lock:
-                    self._long_emulation = False
+            fault = self._emulate(self.pc if begin is None else begin, _UNBOUNDED_COUNT if counted else 0)
             elapsed = time.perf_counter() - started
             stopped_in = self._unit.hook_stop_pc
             if stopped_in is not None:
@@ -489,10 +392,6 @@ class Cpu:
             event = self._take_request()
             if event is not None:
                 return event
-            if self._budget_spent:
-                # The alarm's emu_stop ended it. (A hlt ending the run in the same
-                # microseconds is taken for the budget, as it is for a Ctrl-C above.)
-                return _BUDGET_SPENT
             # Unicorn ends emulation quietly on `hlt`, leaving RIP after it;
             # in user mode it is a #GP.
             pc = self.pc

@@ -160,24 +160,7 @@ class Machine:
     def run(self, step: bool) -> StopEvent:
         """Blocking: called in the worker thread. Returns the one StopEvent of this resume."""
         self.core.clear_dr6(self.CPU)   # as the kernel does on each #DB entry
-        return self._stopped(self.cpu.run(step=step))
-
-    def run_within(self, seconds: float) -> StopEvent | None:
-        """Start a continue that gives the CPU back after `seconds` if nothing stopped it by then.
-
-        None: the program is still running (paused between two instructions);
-        `resume_run()` goes on with the same resume, as if it had never paused.
-        """
-        self.core.clear_dr6(self.CPU)
-        event = self.cpu.run(budget=seconds)
-        return None if event is None else self._stopped(event)
-
-    def resume_run(self) -> StopEvent:
-        """Blocking: finish the continue that `run_within` gave back."""
-        return self._stopped(self.cpu.run())
-
-    def _stopped(self, event: StopEvent) -> StopEvent:
-        event = replace(event, thread=self.tid)
+        event = replace(self.cpu.run(step=step), thread=self.tid)
         if event.kind in (StopKind.EXITED, StopKind.KILLED):
             self._process_ended(event)
         elif event.kind is StopKind.WATCH and self.debugger is not None:
