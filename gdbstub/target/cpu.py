@@ -210,6 +210,11 @@ class Cpu:
         self._sync_code_hooks()
         return present
 
+    def clear_sw_breakpoints(self) -> None:
+        """Drop every software breakpoint (the debugger that set them has gone)."""
+        self._sw_breakpoints.clear()
+        self._sync_code_hooks()
+
     def set_debug_slots(self, slots: Sequence[WatchSlot]) -> None:
         """Enforce exactly `slots` (the decoded DR0-DR3 + DR7) from now on."""
         self._pending_slots = tuple(slots)

@@ -62,7 +62,6 @@ class Machine:
         self.hostio = HostIO(allowed={os.path.realpath(self.process.path)}, pid=self.process.pid,
                              exe=self.process.path)
         self._ended: StopEvent | None = None
-        self._sw_breakpoints: set[int] = set()   # gdb's Z0s, released when it leaves
         # gdb's Z1-Z4 consumer of the core API; None where the arch has no slots.
         self.debugger = GdbDebugger(self.core, self.process) if self.core.arch.supported else None
 
@@ -149,11 +148,9 @@ class Machine:
 
     def insert_sw_breakpoint(self, addr: int) -> None:
         self.cpu.add_sw_breakpoint(addr)
-        self._sw_breakpoints.add(addr)
 
     def remove_sw_breakpoint(self, addr: int) -> None:
         self.cpu.remove_sw_breakpoint(addr)
-        self._sw_breakpoints.discard(addr)
 
     # ----- running --------------------------------------------------------------
 
@@ -201,8 +198,7 @@ class Machine:
 
     def release_debugger_state(self) -> None:
         """The client left: drop its breakpoints, watchpoints and open files."""
-        for addr in list(self._sw_breakpoints):
-            self.remove_sw_breakpoint(addr)
+        self.cpu.clear_sw_breakpoints()
         if self.debugger is not None:
             self.debugger.release_all()
         self.hostio.close_all()
