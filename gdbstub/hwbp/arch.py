@@ -9,12 +9,18 @@ between kernel/events/hw_breakpoint.c and arch/x86/kernel/hw_breakpoint.c.
 from __future__ import annotations
 
 import abc
+import logging
+from collections.abc import Iterable
+from errno import EBUSY
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .attr import BreakpointAttr, WatchSlot
+from .errors import HwBreakpointError
 
 if TYPE_CHECKING:
     from .core import Breakpoint
+
+log = logging.getLogger("gdbstub.hwbp")
 
 # Slot pools (include/linux/hw_breakpoint.h). An arch with one shared pool
 # (CONFIG_HAVE_MIXED_BREAKPOINTS_REGS, e.g. x86) only ever uses TYPE_DATA.
@@ -86,6 +92,26 @@ class DebugArch(abc.ABC):
         """Release `bp`'s slot and disable it in the image."""
 
     # Every register image keeps Linux's per-CPU bp_per_reg table as `regs.owners`.
+    def claim_slot(self, regs: Any, bp: Breakpoint, pool: Iterable[int]) -> int:
+        """The first free slot of `pool`, now owned by `bp` (arch_install_hw_breakpoint's search).
+
+        Accounting guarantees room; a full pool is a bug (Linux WARNs and returns EBUSY).
+        """
+        for slot in pool:
+            if regs.owners[slot] is None:
+                regs.owners[slot] = bp
+                return slot
+        raise HwBreakpointError(EBUSY, "can't find any breakpoint slot (accounting bug)")
+
+    def release_slot(self, regs: Any, bp: Breakpoint) -> int | None:
+        """Free the slot `bp` owns and return it (None, with a warning, if it owns none)."""
+        slot = self.slot_of(regs, bp)
+        if slot is None:
+            log.warning("uninstall of a breakpoint that holds no slot: %r", bp)
+            return None
+        regs.owners[slot] = None
+        return slot
+
     def slot_of(self, regs: Any, bp: Breakpoint) -> int | None:
         """The slot `bp` occupies in this image, or None."""
         for slot, owner in enumerate(regs.owners):

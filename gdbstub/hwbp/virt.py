@@ -8,9 +8,8 @@ holds the enforced slots directly, since there is no bit encoding to model.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
-from errno import EBUSY, EINVAL
+from errno import EINVAL
 from typing import TYPE_CHECKING
 
 from .arch import ADDRESS_LIMIT, TYPE_DATA, TYPE_INST, DebugArch
@@ -27,7 +26,6 @@ from .errors import HwBreakpointError
 if TYPE_CHECKING:
     from .core import Breakpoint
 
-log = logging.getLogger(__name__)
 
 PAGE_SIZE = 4096
 _DATA_TYPES = (HW_BREAKPOINT_R, HW_BREAKPOINT_W, HW_BREAKPOINT_RW)
@@ -105,20 +103,14 @@ class VirtDebugArch(DebugArch):
 
     def install(self, regs: VirtDebugRegisters, bp: Breakpoint) -> int:
         info: VirtBreakpointInfo = bp.info
-        for slot in self._pool(info.access):
-            if regs.owners[slot] is None:
-                regs.owners[slot] = bp
-                regs.entries[slot] = WatchSlot(slot, info.address, info.length, info.access)
-                return slot
-        raise HwBreakpointError(EBUSY, "can't find any breakpoint slot (accounting bug)")
+        slot = self.claim_slot(regs, bp, self._pool(info.access))
+        regs.entries[slot] = WatchSlot(slot, info.address, info.length, info.access)
+        return slot
 
     def uninstall(self, regs: VirtDebugRegisters, bp: Breakpoint) -> None:
-        slot = self.slot_of(regs, bp)
-        if slot is None:
-            log.warning("uninstall of a breakpoint that holds no slot: %r", bp)
-            return
-        regs.owners[slot] = None
-        regs.entries[slot] = None
+        slot = self.release_slot(regs, bp)
+        if slot is not None:
+            regs.entries[slot] = None
 
     def enforced_slots(self, regs: VirtDebugRegisters) -> list[WatchSlot]:
         return [entry for entry in regs.entries if entry is not None]

@@ -7,9 +7,8 @@ DR7 enables (enforced_slots decodes it back with decode_dr7).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
-from errno import EBUSY, EINVAL, EOPNOTSUPP
+from errno import EINVAL, EOPNOTSUPP
 from typing import TYPE_CHECKING, NamedTuple
 
 from .arch import ADDRESS_LIMIT, TYPE_DATA, TYPE_INST, DebugArch
@@ -27,7 +26,6 @@ from .errors import HwBreakpointError
 if TYPE_CHECKING:
     from .core import Breakpoint
 
-log = logging.getLogger(__name__)
 
 HBP_NUM = 4
 
@@ -219,23 +217,17 @@ class X86DebugArch(DebugArch):
     def install(self, regs: X86DebugRegisters, bp: Breakpoint) -> int:
         """arch_install_hw_breakpoint: first free DRn, then OR encode_dr7 into DR7."""
         info: X86BreakpointInfo = bp.info
-        for slot, owner in enumerate(regs.owners):
-            if owner is None:
-                regs.owners[slot] = bp
-                regs.dr[slot] = info.address
-                regs.dr7 |= encode_dr7(slot, info.len, info.type)
-                return slot
-        # Accounting guarantees room; reaching this is a bug (Linux WARNs).
-        raise HwBreakpointError(EBUSY, "can't find any breakpoint slot (accounting bug)")
+        slot = self.claim_slot(regs, bp, range(HBP_NUM))
+        regs.dr[slot] = info.address
+        regs.dr7 |= encode_dr7(slot, info.len, info.type)
+        return slot
 
     def uninstall(self, regs: X86DebugRegisters, bp: Breakpoint) -> None:
         """arch_uninstall_hw_breakpoint: clear the slot's DR7 bits but keep GE."""
-        slot = self.slot_of(regs, bp)
+        slot = self.release_slot(regs, bp)
         if slot is None:
-            log.warning("uninstall of a breakpoint that holds no slot: %r", bp)
             return
         info: X86BreakpointInfo = bp.info
-        regs.owners[slot] = None
         # DRn keeps its stale address, as on Linux; DR7 no longer enables it.
         regs.dr7 &= ~dr7_slot_bits(slot, info.len, info.type)
 

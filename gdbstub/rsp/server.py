@@ -18,8 +18,8 @@ import trio
 
 from .codec import FRAME_OVERHEAD, NEED_DATA, BadChecksum, Codec, Interrupt, Oversized, Packet
 from .errors import RemoteProtocolError
-from .outputs import Close, EnterNoAck, InterruptRun, Output, Reply, StartRun
 from .limits import PACKET_SIZE
+from .outputs import Close, EnterNoAck, InterruptRun, Output, Reply, StartRun
 from .session import Session
 
 log = logging.getLogger("gdbstub.server")

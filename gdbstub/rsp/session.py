@@ -19,7 +19,6 @@ from .stop_reply import format_stop_reply
 log = logging.getLogger("gdbstub.rsp")
 
 
-
 class State(enum.Enum):
     IDLE = "idle"          # the program is stopped; packets are answered at once
     RUNNING = "running"    # a StartRun is out; only Ctrl-C is expected until its StopEvent
@@ -32,7 +31,6 @@ class Session:
         self.state = State.IDLE
         self.gdb_features: set[bytes] = set()   # what gdb offered in qSupported ("swbreak", ...)
         self.last_stop: StopEvent = target.initial_stop()
-        self.thread_list_sent = False
 
     # ----- inputs -------------------------------------------------------------
 

@@ -48,6 +48,7 @@ from gdbstub.hwbp.attr import HW_BREAKPOINT_X, Hit, WatchSlot
 from gdbstub.target.debugregs import DebugUnit, WatchFault, WatchMode, WatchStatistics
 from gdbstub.target.events import (
     SIGBUS, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, STOP_REQUESTED, StopEvent, StopKind, WatchHit,
+    stop_for_process_event,
 )
 
 __all__ = ["Cpu"]
@@ -400,9 +401,7 @@ class Cpu:
             # Unicorn ends emulation quietly on `hlt`, leaving RIP after it;
             # in user mode it is a #GP.
             pc = self.pc
-            if self.read_memory(pc - 1, 1) == bytes([_HLT]):
-                pc -= 1
-            return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason="hlt in user mode")
+            return _hlt_stop(pc - 1 if self.read_memory(pc - 1, 1) == bytes([_HLT]) else pc)
 
     def _single_step(self, pc: int, rf: int | None) -> StopEvent:
         """Execute one instruction as Linux's PTRACE_SINGLESTEP does: with EFLAGS.TF set.
@@ -474,7 +473,7 @@ class Cpu:
             return self._signal_for_fault(fault)
         after = self.pc
         if after == pc + 1 and self.read_memory(pc, 1) == bytes([_HLT]):
-            return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason="hlt in user mode")
+            return _hlt_stop(pc)
         if after == pc and self._finish_rep(pc):
             after = self.pc
         return self._report(hit, watches, after)
@@ -551,10 +550,7 @@ class Cpu:
         if self.process is not None:
             happened = self.process.take_event()
             if happened is not None:
-                if hasattr(happened, "status"):
-                    return StopEvent(StopKind.EXITED, status=happened.status, pc=self.pc)
-                kind = StopKind.KILLED if getattr(happened, "killed", False) else StopKind.SIGNAL
-                return StopEvent(kind, signal=happened.signo, pc=self.pc)
+                return stop_for_process_event(happened, pc=self.pc)
         vector, self._interrupt = self._interrupt, None
         if vector is not None:
             return self._signal_for_vector(vector)
@@ -640,6 +636,11 @@ class Cpu:
 
 _PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
 _STRING_OPCODES = frozenset({0x6C, 0x6D, 0x6E, 0x6F, 0xA4, 0xA5, 0xA6, 0xA7, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xAF})
+
+
+def _hlt_stop(pc: int) -> StopEvent:
+    """`hlt` is privileged: in user mode it is a #GP, which Linux delivers as SIGSEGV at the hlt."""
+    return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason="hlt in user mode")
 
 
 def _rep_counter(code: bytes) -> int | None:

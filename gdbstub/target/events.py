@@ -50,3 +50,12 @@ class StopEvent:
     thread: int = 1                      # tid of the thread that stopped
     reason: str = ""                     # a human line for logs (fault address, ...)
     fault_addr: int | None = None        # the data address of a memory fault (siginfo's si_addr)
+
+
+def stop_for_process_event(happened, pc: int = 0) -> StopEvent:
+    """The stop a process event causes: ProcessExit(status) -> EXITED; ProcessSignal(signo) ->
+    SIGNAL, or KILLED when the signal ended the process (duck-typed: .status / .signo / .killed)."""
+    if hasattr(happened, "status"):
+        return StopEvent(StopKind.EXITED, status=happened.status, pc=pc)
+    kind = StopKind.KILLED if getattr(happened, "killed", False) else StopKind.SIGNAL
+    return StopEvent(kind, signal=happened.signo, pc=pc)

@@ -16,9 +16,9 @@ from ..hwbp import BreakpointCore
 from ..kgdb import GdbDebugger
 from . import regs_x86_64 as regs
 from .cpu import Cpu
-from .events import SIGTRAP, StopEvent, StopKind
+from .events import SIGTRAP, StopEvent, StopKind, stop_for_process_event
 from .hostio import HostIO
-from .process import LinuxProcess, ProcessExit
+from .process import LinuxProcess
 from .siginfo import build_siginfo
 
 log = logging.getLogger("gdbstub.target")
@@ -182,10 +182,7 @@ class Machine:
         result = self.process.deliver_signal(signo)
         if result is None:
             return None
-        if isinstance(result, ProcessExit):
-            event = StopEvent(StopKind.EXITED, status=result.status, thread=self.tid)
-        else:
-            event = StopEvent(StopKind.KILLED, signal=result.signo, thread=self.tid)
+        event = replace(stop_for_process_event(result), thread=self.tid)
         self._process_ended(event)
         return event
 
