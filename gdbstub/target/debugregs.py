@@ -92,10 +92,13 @@ _HOOK_KIND_FOR = {HW_BREAKPOINT_R: UC_HOOK_MEM_READ, HW_BREAKPOINT_W: UC_HOOK_ME
 _WIDEST_ACCESS = 16
 _LONGEST_INSTRUCTION = 15
 
-# Hot-page policy: after this many false faults on a page (accesses that
-# matched no slot), compare the time their watched steps took with the time
-# the program ran before them; a page switches when the steps' share is above
-# _HOT_FAULT_SHARE, else its tally is halved and keeps counting.  Derivation
+# Hot-page policy: a false fault (an access that matched no slot) is "busy"
+# when its watched step took more than _HOT_FAULT_SHARE of that step plus the
+# time the program ran before it.  After _HOT_AFTER_FALSE_FAULTS false faults
+# on a page, the page switches when most of them were busy, else its tally is
+# halved and keeps counting.  A vote, not a sum of times, so that one slow
+# interval (the first run translating code, a loaded machine) cannot outweigh
+# sixty fast ones.  Derivation
 # (measured on the bench loop): a false fault costs ~40 us in all, of which
 # the step is ~10 us; hook mode runs code ~3.7x slower; so hook mode wins when
 # the program runs less than ~40 / 2.7 = 15 us between false faults (~20 us
@@ -223,8 +226,7 @@ class _Traffic:
     """False faults on one page and what they cost (the hot-page policy's tally)."""
 
     faults: int = 0
-    handling: float = 0.0
-    running: float = 0.0
+    busy: int = 0               # ... whose step outweighed the run before it
 
 
 HookWrapper = Callable[[Callable[..., object]], Callable[..., object]]
@@ -455,21 +457,20 @@ class DebugUnit:
         self._false_faults += 1
         if self._mode is not WatchMode.AUTO:
             return set()
+        busy = handling >= _HOT_FAULT_SHARE * (handling + fault.run_seconds)
         hot = set()
         for page in pages:
             traffic = self._traffic.setdefault(page, _Traffic())
             traffic.faults += 1
-            traffic.handling += handling
-            traffic.running += fault.run_seconds
+            traffic.busy += busy
             if traffic.faults < _HOT_AFTER_FALSE_FAULTS:
                 continue
-            if traffic.handling >= _HOT_FAULT_SHARE * (traffic.handling + traffic.running):
+            if 2 * traffic.busy > traffic.faults:
                 hot.add(page)
                 del self._traffic[page]
             else:               # not busy enough: let older faults weigh half
                 traffic.faults //= 2
-                traffic.handling /= 2
-                traffic.running /= 2
+                traffic.busy //= 2
         return hot
 
     def _arm(self) -> None:
