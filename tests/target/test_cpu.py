@@ -335,7 +335,7 @@ def test_ctrl_c_stops_a_loop_that_is_busy_with_watch_faults():
     timer.start()
     stop = cpu.run()
     timer.join()
-    assert time.monotonic() - started < 0.15
+    assert time.monotonic() - started < 1.0     # the stop is not starved (~60 ms measured; loose for loaded CI)
     assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGINT)
     assert prog["spin"] <= stop.pc < prog["after"]
 
@@ -356,7 +356,7 @@ def test_ctrl_c_stops_a_loop_busy_with_hook_stops():
     timer.start()
     stop = cpu.run()
     timer.join()
-    assert time.monotonic() - started < 0.15
+    assert time.monotonic() - started < 1.0     # the stop is not starved (~60 ms measured; loose for loaded CI)
     assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGINT)
     assert prog["spin"] <= stop.pc < prog["after"] and cpu.watch_statistics().hook_stops > 0
 
