@@ -26,7 +26,12 @@ Unicorn 2.1.4 behaviours this module works around (measured):
    and a `pushf` stores TF: how single steps look like Linux's;
 5. `emu_stop()` inside a memory hook stops right after that access, inside
    the instruction (RIP on it), except in C-helper instructions, where a
-   counted run stops before the next instruction (debugregs.py).
+   counted run stops before the next instruction (debugregs.py);
+6. a store made in a C helper to a write-protected page is dropped, not a
+   fault: while a watched page is write-protected, each instruction that
+   stores in a helper (helper_stores.py) has a code hook, which stops the run
+   before it when its store reaches such a page; it is then stepped under the
+   watch, as after a protection fault.
 """
 
 from __future__ import annotations
@@ -39,13 +44,14 @@ from typing import Any
 
 from unicorn import (
     UC_ERR_FETCH_PROT, UC_ERR_FETCH_UNMAPPED, UC_ERR_INSN_INVALID, UC_ERR_READ_PROT,
-    UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_PROT, UC_ERR_WRITE_UNMAPPED, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_INVALID, Uc,
-    UcError,
+    UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_PROT, UC_ERR_WRITE_UNMAPPED, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_INVALID,
+    UC_PROT_EXEC, Uc, UcError,
 )
 from unicorn.x86_const import UC_X86_REG_ECX, UC_X86_REG_EFLAGS, UC_X86_REG_RCX, UC_X86_REG_RIP
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_X, Hit, WatchSlot
 from gdbstub.target.debugregs import DebugUnit, WatchFault, WatchMode, WatchStatistics
+from gdbstub.target.helper_stores import HelperStore, find_helper_stores, store_range
 from gdbstub.target.events import (
     SIGBUS, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, STOP_REQUESTED, StopEvent, StopKind, WatchHit,
     stop_for_process_event,
@@ -120,7 +126,11 @@ class Cpu:
         self.on_debug_exception: Callable[[Hit], bool] | None = None
 
         guest_perms = process.page_perms if process is not None else _snapshot_perms(uc)
+        self._guest_perms = guest_perms
         self._unit = DebugUnit(uc, guest_perms, wrap_hook=self._guarded, mode=watch_mode)
+        # Instructions that store in a C helper, found in the executable memory last scanned.
+        self._helper_stores: dict[int, HelperStore] = {}
+        self._scanned_code: tuple[tuple[int, int], ...] | None = None
         self._sw_breakpoints: set[int] = set()
         self._code_hooks: dict[int, int] = {}
         self._retired_hooks: dict[int, int] = {}   # unwanted since the last run: deleted before the next
@@ -139,6 +149,7 @@ class Cpu:
         self._rf_addr: int | None = None           # RF set by the last HWBREAK stop
         self._resume_through: int | None = None
         self._resume_pc: int | None = None         # RIP after the last step, if known
+        self._helper_store_at: int | None = None   # stopped before a helper store to a watched page
         self._in_emulation = False
         self._hooks_stale = False                  # slot/breakpoint change made inside a hook
         self._count_hook_live = False              # Unicorn's count hook is in the cached blocks
@@ -152,6 +163,7 @@ class Cpu:
 
         if process is not None:
             process.mapping_listeners.append(self._unit.reprotect)
+            process.mapping_listeners.append(self._sync_code_hooks)     # code may have come or gone
 
     # ---- registers and memory (debugger side: never triggers slots) ---------------------------
     @property
@@ -253,6 +265,8 @@ class Cpu:
             self._hooks_stale = True
             return
         wanted = self._sw_breakpoints | self._unit.exec_addresses
+        if self._unit.protects_writes:
+            wanted |= self._scan_helper_stores().keys()
         # gdb removes its breakpoints at every stop and inserts the same ones before it resumes:
         # a removed hook is only retired until the next emu_start, and taken back if wanted again,
         # so that z0/Z0 pair costs no Unicorn call and no cache flush.
@@ -265,6 +279,22 @@ class Cpu:
                 self.uc.ctl_remove_cache(addr, addr + 1)
             self._code_hooks[addr] = hook
         self._hooks_stale = False
+
+    def _scan_helper_stores(self) -> dict[int, HelperStore]:
+        """The helper-storing instructions in executable memory (scanned again when it changed)."""
+        runs: list[tuple[int, int]] = []
+        for begin, last, _ in sorted(self.uc.mem_regions()):
+            if not (self._guest_perms(begin) or 0) & UC_PROT_EXEC:
+                continue
+            if runs and runs[-1][1] == begin:
+                runs[-1] = (runs[-1][0], last + 1)
+            else:
+                runs.append((begin, last + 1))
+        if tuple(runs) != self._scanned_code:
+            self._scanned_code = tuple(runs)
+            self._helper_stores = find_helper_stores(
+                (begin, bytes(self.uc.mem_read(begin, end - begin))) for begin, end in runs)
+        return self._helper_stores
 
     def _delete_retired_hooks(self) -> None:
         for addr, hook in self._retired_hooks.items():
@@ -381,6 +411,13 @@ class Cpu:
                 if event is not None:
                     return event
                 continue
+            if self._helper_store_at is not None:
+                # Stopped before an instruction whose helper store reaches a watched page.
+                pc, self._helper_store_at = self._helper_store_at, None
+                event = self._execute_one(pc, suppress=pc, fault=WatchFault(pc, False, elapsed))
+                if event is not None:
+                    return event
+                continue
             watch_fault = fault is not None and fault.errno in _WATCH_FAULTS and self._unit.watching_data
             if fault is not None and not watch_fault:
                 return self._signal_for_fault(fault)
@@ -436,7 +473,8 @@ class Cpu:
         event = self._take_request()
         if event is not None:
             return event
-        if fault is None and self._unit.watching_data and not self._unit.hook_mode:
+        if (fault is None and self._unit.watching_data and not self._unit.hook_mode
+                and not self._stores_to_protected_page(pc)):
             # A step that is not a watch fault's re-execution: try it with the protection in
             # place first. Most touch no watched page, and then no whole-memory hook is added
             # and deleted: Unicorn frees a deleted hook only when the next emu_start ends, and
@@ -588,16 +626,25 @@ class Cpu:
             uc.emu_stop()
             return
         slots = self._unit.exec_slots_at(address)
-        if not slots:
-            return
-        hit = Hit(self.cpu_index, self.task, address, address, size, HW_BREAKPOINT_X, slots)
-        if self._deliver(hit):
-            self._hook_stop = StopEvent(StopKind.HWBREAK, pc=address)
-            self._rf_addr = address
+        if slots:
+            hit = Hit(self.cpu_index, self.task, address, address, size, HW_BREAKPOINT_X, slots)
+            if self._deliver(hit):
+                self._hook_stop = StopEvent(StopKind.HWBREAK, pc=address)
+                self._rf_addr = address
+                uc.emu_stop()
+                return
+            if self._hooks_stale:
+                self._resume_through = address
+                uc.emu_stop()
+                return
+        if self._stores_to_protected_page(address):
+            self._helper_store_at = address
             uc.emu_stop()
-        elif self._hooks_stale:
-            self._resume_through = address
-            uc.emu_stop()
+
+    def _stores_to_protected_page(self, pc: int) -> bool:
+        """Is the instruction at pc a helper store that would reach a write-protected watched page?"""
+        store = self._helper_stores.get(pc) if self._unit.protects_writes else None
+        return store is not None and self._unit.write_protected(*store_range(self.uc, store))
 
     def _on_interrupt(self, uc: Uc, vector: int, _: object) -> None:
         if not (vector == _DEBUG_VECTOR and self._trap_flag_step):   # a step's TF trap is the step itself

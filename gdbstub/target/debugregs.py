@@ -24,11 +24,12 @@ runs at full speed.  Slots that watch reads must also take EXEC away on a
 page that holds code (measured: a code fetch fills Unicorn's TLB entry with
 read permission, so reads from a page that executes never fault); code on
 such a page then faults whenever a block of it is translated (cached blocks
-run on), each time one instruction is stepped: exact, slower.  Known hole
-(measured, Unicorn 2.1.4): a store made inside a C helper (x87 80-bit
+run on), each time one instruction is stepped: exact, slower.  One Unicorn
+bug (measured, 2.1.4): a store made inside a C helper (x87 80-bit
 stores, fxsave, cmpxchg16b) to a protected page is *dropped* and the run goes
-on past the instruction, UC_ERR_WRITE_PROT being reported only when it ends;
-only hook mode (below) watches those stores correctly.
+on past the instruction, UC_ERR_WRITE_PROT being reported only when it ends:
+the CPU stops before each such instruction whose store reaches a
+write-protected page and steps it here (helper_stores.py finds them).
 
 Hot pages.  Protection costs ~30 us for *every* access to a watched page,
 also for accesses that match no slot ("false sharing": a loop counter next to
@@ -304,6 +305,17 @@ class DebugUnit:
     @property
     def memory_hooks(self) -> int:
         return len(self._slot_hooks) + (1 if self._memory_hook.installed else 0)
+
+    @property
+    def protects_writes(self) -> bool:
+        """Some watched page is write-protected (stores made in C helpers need the CPU's help)."""
+        return any(bits & UC_PROT_WRITE for bits in self._protected.values())
+
+    def write_protected(self, start: int, end: int) -> bool:
+        """Would a store to [start, end) fault on a watched page now (outside a watched step)?"""
+        if self._stepping:
+            return False
+        return any(self._protected.get(page, 0) & UC_PROT_WRITE for page in pages_of(start, end - start))
 
     def exec_slots_at(self, addr: int) -> tuple[int, ...]:
         return self._exec_slots.get(addr, ())

@@ -151,6 +151,15 @@ def test_watch_on_a_lock_add_counter(oracle):
     assert_same(native, ours)
 
 
+@pytest.mark.parametrize("expression", ["ld", "pair", "state.image[20]"])
+def test_watch_on_stores_unicorn_makes_in_a_c_helper(oracle, expression):
+    # fstpt, lock cmpxchg16b and fxsave64 store from inside a C helper, where a store to a
+    # write-protected page is dropped: the stub must stop before each and step it under the watch.
+    native, ours = oracle("watch_helper_stores", ["3"], [f"watch {expression}"] + ["continue"] * 4)
+    assert native.gdb.count("Old value =") == 3 and "neighbour=9" in native.program_output
+    assert_same(native, ours)
+
+
 def test_too_many_watchpoints_fail_at_resume_like_the_four_debug_registers(oracle):
     # counter, locked (1 slot each) + wide (2) fill DR0-DR3; odd.buf needs 2 more.
     native, ours = oracle("oracle_watch", ["2"], [

@@ -13,7 +13,7 @@ import struct
 import pytest
 from unicorn import UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE
 from unicorn.x86_const import (
-    UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RSP,
+    UC_X86_REG_FPSW, UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RSP,
 )
 
 from gdbstub.hwbp.attr import (
@@ -324,42 +324,117 @@ def test_locked_read_modify_writes_run_once(make_cpu, mode):
     assert_python_stops(cpu, mode, 2)
 
 
-@pytest.mark.parametrize("insn,slot_offset,length,access", [
+# Every instruction Unicorn 2.1.4 stores in a C helper (gdbstub/target/helper_stores.py), plus one
+# helper load.  (instruction, slot offset from X, slot length, access)
+HELPER_INSTRUCTIONS = [
     ("fstp tbyte ptr [X]", 8, 2, HW_BREAKPOINT_W),         # x87 80-bit store: 8 + 2 bytes
     ("fld tbyte ptr [X]", 8, 2, HW_BREAKPOINT_RW),
+    ("fbstp tbyte ptr [X]", 8, 2, HW_BREAKPOINT_W),        # packed BCD, 10 bytes
+    ("fnsave [X]", 96, 8, HW_BREAKPOINT_W),                # 108 bytes; the slot on st(7)'s image
+    ("fnstenv [X]", 24, 4, HW_BREAKPOINT_W),               # 28 bytes
     ("fxsave [X]", 160, 8, HW_BREAKPOINT_W),               # 512 bytes; the slot on xmm0's image
+    ("xsave [X]", 160, 8, HW_BREAKPOINT_W),
+    ("xsaveopt [X]", 160, 8, HW_BREAKPOINT_W),
     ("lock cmpxchg16b xmmword ptr [X]", 8, 8, HW_BREAKPOINT_W),
-])
+    ("lock cmpxchg8b qword ptr [X]", 4, 4, HW_BREAKPOINT_W),
+    ("maskmovdqu xmm0, xmm1", 0, 8, HW_BREAKPOINT_W),      # stores to [rdi] = X
+]
+
+
+@pytest.mark.parametrize("insn,slot_offset,length,access", HELPER_INSTRUCTIONS)
 def test_instructions_done_in_a_c_helper_trap_after_themselves(make_cpu, mode, insn, slot_offset, length,
-                                                               access, request):
-    # Their accesses happen inside one C call, where a hook's stop cannot land (see debugregs.py).
-    if mode is WatchMode.PROTECT and not insn.startswith("fld"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "Unicorn 2.1.4: a C helper's store to a write-protected page is dropped and the run goes on "
-            "past the instruction (UC_ERR_WRITE_PROT only when it ends): protection cannot watch them")))
+                                                               access):
+    # Their accesses happen inside one C call, where a hook's stop cannot land, and a store there to
+    # a write-protected page would be dropped (see debugregs.py and cpu.py).
     prog, cpu, rec = make_cpu(f"""
         fld1
         mov rax, 0x1111
         xor edx, edx
         mov rbx, 0x2222
         mov rcx, 0x3333
+        mov rdi, X
+        mov r8, -1
+        movq xmm1, r8
+        mov eax, -1
+        mov edx, 7
+        xor eax, eax
+        mov eax, 0x1113
+        xor edx, edx
         movq xmm0, rcx
     insn:
         {insn}
     next:
         int3
     """, [w(X + slot_offset, length, access=access)])
-    cpu.write_memory(X, struct.pack("<QQ", 0x1111, 0))     # cmpxchg16b: rdx:rax matches, it stores
+    # cmpxchg: edx:eax / rdx:rax match, so it stores; xsave: eax's bits 0-1 save x87 and SSE state
+    cpu.write_memory(X, struct.pack("<QQ", 0x1113, 0))
     stop = cpu.run()
     assert (stop.kind, stop.pc) == (StopKind.WATCH, prog["next"])
     assert [h.ip for h in rec.hits] == [prog["insn"]]
     assert X + slot_offset - 8 < rec.hits[0].addr < X + slot_offset + length
     if "cmpxchg16b" in insn:
         assert cpu.read_memory(X, 16) == struct.pack("<QQ", 0x2222, 0x3333)
-    if "fxsave" in insn:
+    if "cmpxchg8b" in insn:
+        assert q(cpu, X) == 0x3333 << 32 | 0x2222
+    if insn.startswith(("fxsave", "xsave")):
         assert q(cpu, X + 160) == 0x3333
+    if "fnsave" in insn:        # st(0) = 1.0 after the 28-byte environment
+        assert cpu.read_memory(X + 28, 10) == bytes.fromhex("0000000000000080ff3f")
+    if "fstp" in insn:          # 1.0 as an 80-bit float
+        assert cpu.read_memory(X, 10) == bytes.fromhex("0000000000000080ff3f")
+    if "stp" in insn:          # popped once: the x87 stack top is back where it started
+        assert (reg(cpu, UC_X86_REG_FPSW) >> 11) & 7 == 0
+    if "maskmovdqu" in insn:    # xmm1's mask selects xmm0's low 8 bytes
+        assert cpu.read_memory(X, 16) == struct.pack("<QQ", 0x3333, 0)
     assert cpu.run().signal == SIGTRAP and len(rec.hits) == 1
     assert_python_stops(cpu, mode, 1)
+
+
+def test_a_stepped_helper_store_traps_once(make_cpu, mode):
+    prog, cpu, rec = make_cpu("""
+        fld1
+    insn:
+        fstp tbyte ptr [X]
+    next:
+        int3
+    """, [w(X, 8)])
+    assert cpu.run(step=True).kind is StopKind.STEP
+    stop = cpu.run(step=True)
+    assert (stop.kind, stop.pc, [h.ip for h in rec.hits]) == (StopKind.WATCH, prog["next"], [prog["insn"]])
+    assert cpu.read_memory(X, 10) == bytes.fromhex("0000000000000080ff3f")
+    assert (reg(cpu, UC_X86_REG_FPSW) >> 11) & 7 == 0         # popped once
+
+
+def test_helper_stores_in_a_loop_each_trap_once():
+    # The stop before each fxsave lands mid-block, between two accesses to the watched page.
+    prog, cpu, rec = build_cpu("""
+        mov rcx, 50
+    loop:
+        add qword ptr [X + 8], 1
+    insn:
+        fxsave [X + 512]
+        add qword ptr [X + 16], 1
+        dec rcx
+        jnz loop
+        int3
+    """, [w(X + 512 + 160, 8)], WatchMode.PROTECT, stop=False)
+    assert cpu.run().signal == SIGTRAP
+    assert (q(cpu, X + 8), q(cpu, X + 16)) == (50, 50)
+    assert [h.ip for h in rec.hits] == [prog["insn"]] * 50
+
+
+def test_a_helper_store_elsewhere_runs_at_full_speed(make_cpu, mode):
+    # fxsave to another page than the slot's: no stop before it, no fault, no hit.
+    prog, cpu, rec = make_cpu("""
+        mov rcx, 20
+    loop:
+        fxsave [X + 0x1000]
+        dec rcx
+        jnz loop
+        int3
+    """, [w(X, 8)])
+    assert cpu.run().signal == SIGTRAP and rec.hits == []
+    assert_python_stops(cpu, mode, 0)
 
 
 # ---- the overlap table, executed ----------------------------------------------------------------
