@@ -229,34 +229,43 @@ class Cpu:
         self._sync_code_hooks()
 
     def set_debug_slots(self, slots: Sequence[WatchSlot]) -> None:
-        """Enforce exactly `slots` (the decoded DR0-DR3 + DR7) from now on."""
+        """Enforce exactly `slots` (the decoded DR0-DR3 + DR7) for every instruction from now on.
+
+        They take effect when the CPU next runs (or is inspected): gdb removes
+        and re-inserts its watchpoints around every stop, and that pair then
+        changes no page protection and no hook.
+        """
         self._pending_slots = tuple(slots)
         if self._in_emulation:
-            # Called by an execute-slot handler inside a code hook: apply
+            # Called by an execute-slot handler inside a code hook: applied
             # between two emu_starts (mem_protect / cache flushes are not
             # safe while a block runs).
             self._hooks_stale = True
-            return
-        self._apply_slots()
 
     @property
     def debug_slots(self) -> tuple[WatchSlot, ...]:
+        self._settle_slots()
         return self._unit.slots
 
     def watch_statistics(self) -> WatchStatistics:
         """Faults, hook stops and hot pages the data slots have caused so far."""
+        self._settle_slots()
         return self._unit.statistics()
 
     @property
     def hook_counts(self) -> dict[str, int]:
         """Python hooks the CPU has in force on code and on memory (a retired code hook
         is deleted before any instruction runs, so it is not counted)."""
+        self._settle_slots()
         return {"code": len(self._code_hooks), "memory": self._unit.memory_hooks}
 
+    def _settle_slots(self) -> None:
+        if self._pending_slots is not None and not self._in_emulation:
+            self._apply_slots()
+
     def _apply_slots(self) -> None:
-        slots = self._pending_slots
-        if slots is not None:
-            self._pending_slots = None
+        slots, self._pending_slots = self._pending_slots, None
+        if slots is not None and slots != self._unit.slots:
             self._unit.load(slots)
         self._sync_code_hooks()
 
@@ -370,6 +379,7 @@ class Cpu:
                 self._pending = None
 
     def _run(self, step: bool) -> StopEvent:
+        self._settle_slots()
         pc = self.pc
         rf = pc if self._rf_addr == pc else None
         self._rf_addr = None
@@ -603,7 +613,9 @@ class Cpu:
 
     def _deliver(self, hit: Hit) -> bool:
         handler = self.on_debug_exception
-        return bool(handler(hit)) if handler is not None else False
+        stop = bool(handler(hit)) if handler is not None else False
+        self._settle_slots()        # slots the handler changed are in force for the next instruction
+        return stop
 
     # ---- hooks --------------------------------------------------------------------------------
     def _guarded(self, fn: Callable[..., object]) -> Callable[..., object]:

@@ -78,6 +78,12 @@ def reg(cpu: Cpu, reg_id: int) -> int:
     return cpu.uc.reg_read(reg_id)
 
 
+def page_perms(cpu: Cpu) -> dict[int, int]:
+    """Unicorn's permission of each region, with the slots in force (inspecting the CPU applies them)."""
+    assert cpu.debug_slots is not None
+    return {b: p for b, _, p in cpu.uc.mem_regions()}
+
+
 def w(addr: int, length: int, index: int = 0, access: int = HW_BREAKPOINT_W) -> WatchSlot:
     return WatchSlot(index, addr, length, access)
 
@@ -556,7 +562,7 @@ def test_code_on_a_write_watched_page_still_runs(make_cpu, mode):
     cpu.set_debug_slots([w(prog["var"], 8)])
     # protection takes WRITE away; a hooked page keeps the guest's permissions
     expected = {WatchMode.PROTECT: UC_PROT_READ | UC_PROT_EXEC, WatchMode.HOOK: UC_PROT_ALL}[mode]
-    assert {b: p for b, _, p in cpu.uc.mem_regions()}[CODE_BASE] == expected
+    assert page_perms(cpu)[CODE_BASE] == expected
     stops = [cpu.run() for _ in range(6)]
     assert [s.kind for s in stops] == [StopKind.WATCH] * 5 + [StopKind.SIGNAL]
     assert q(cpu, prog["var"]) == 0x77 + 5
@@ -607,7 +613,7 @@ def test_guest_write_to_its_own_read_only_page_is_sigsegv_even_when_watched(mode
 
 def test_clearing_the_slots_restores_the_guest_permissions(make_cpu, mode):
     prog, cpu, rec = make_cpu("int3", [w(X, 8, access=HW_BREAKPOINT_RW), w(CODE_BASE, 8, 1, HW_BREAKPOINT_RW)])
-    perms = {b: p for b, _, p in cpu.uc.mem_regions()}
+    perms = page_perms(cpu)
     if mode is WatchMode.PROTECT:
         # reads watched on a page that executes: EXEC goes too (see debugregs' docstring)
         assert perms[DATA_BASE] == 0 and perms[CODE_BASE] == 0
@@ -615,7 +621,7 @@ def test_clearing_the_slots_restores_the_guest_permissions(make_cpu, mode):
         assert cpu.hook_counts["memory"] == 2 and cpu.watch_statistics().hot_pages == {DATA_BASE, CODE_BASE}
         assert perms[DATA_BASE] == UC_PROT_READ | UC_PROT_WRITE
     cpu.set_debug_slots([])
-    perms = {b: p for b, _, p in cpu.uc.mem_regions()}
+    perms = page_perms(cpu)
     assert perms[DATA_BASE] == UC_PROT_READ | UC_PROT_WRITE
     assert perms[CODE_BASE] == UC_PROT_READ | UC_PROT_EXEC
     assert cpu.hook_counts["memory"] == 0
@@ -856,7 +862,7 @@ def test_a_never_firing_slot_on_a_busy_page_switches_it_to_hooks():
     stats = cpu.watch_statistics()
     assert stats.hot_pages == {DATA_BASE} and stats.hook_stops == 0 and rec.hits == []
     assert stats.protection_faults == stats.false_faults < 100
-    assert {b: p for b, _, p in cpu.uc.mem_regions()}[DATA_BASE] == UC_PROT_READ | UC_PROT_WRITE
+    assert page_perms(cpu)[DATA_BASE] == UC_PROT_READ | UC_PROT_WRITE
 
 
 def test_a_hot_page_still_stops_exactly_after_each_write_to_the_slot():
@@ -934,4 +940,4 @@ def test_a_read_watched_code_page_that_reads_its_neighbours_goes_hot():
     stats = cpu.watch_statistics()
     assert stats.hot_pages == {CODE_BASE} and stats.protection_faults < 100 and stats.hook_stops == 1
     # the page executes and reads with the guest's permissions again
-    assert {b: p for b, _, p in cpu.uc.mem_regions()}[CODE_BASE] == UC_PROT_READ | UC_PROT_EXEC
+    assert page_perms(cpu)[CODE_BASE] == UC_PROT_READ | UC_PROT_EXEC
