@@ -128,7 +128,8 @@ class Cpu:
         guest_perms = process.page_perms if process is not None else _snapshot_perms(uc)
         self._guest_perms = guest_perms
         self._unit = DebugUnit(uc, guest_perms, wrap_hook=self._guarded, mode=watch_mode)
-        # Instructions that store in a C helper, found in the executable memory last scanned.
+        # Instructions that store in a C helper, found in the executable memory last scanned
+        # (None: scan again before they are next needed; the mappings or the code changed).
         self._helper_stores: dict[int, HelperStore] = {}
         self._scanned_code: tuple[tuple[int, int], ...] | None = None
         self._sw_breakpoints: set[int] = set()
@@ -163,7 +164,7 @@ class Cpu:
 
         if process is not None:
             process.mapping_listeners.append(self._unit.reprotect)
-            process.mapping_listeners.append(self._sync_code_hooks)     # code may have come or gone
+            process.mapping_listeners.append(self._mappings_changed)
 
     # ---- registers and memory (debugger side: never triggers slots) ---------------------------
     @property
@@ -194,8 +195,11 @@ class Cpu:
         if sum(size for _, size in self._mapped_runs(addr, len(data))) != len(data):
             raise OSError(errno.EFAULT, f"cannot write {len(data)} bytes at {addr:#x}")
         self.uc.mem_write(addr, bytes(data))
-        # Code the debugger patched must be translated again.
+        # Code the debugger patched must be translated again (and scanned again).
         self.uc.ctl_remove_cache(addr, addr + len(data))
+        if any(begin < addr + len(data) and addr < end for begin, end in self._scanned_code or ()):
+            self._scanned_code = None
+            self._sync_code_hooks()
 
     def _mapped_runs(self, addr: int, length: int) -> list[tuple[int, int]]:
         """The mapped pieces of [addr, addr + length) that continue without a gap from addr."""
@@ -289,8 +293,14 @@ class Cpu:
             self._code_hooks[addr] = hook
         self._hooks_stale = False
 
-    def _scan_helper_stores(self) -> dict[int, HelperStore]:
-        """The helper-storing instructions in executable memory (scanned again when it changed)."""
+    def _mappings_changed(self) -> None:
+        # (brk and data mmaps leave the executable memory as it was: no new scan for them)
+        if self._scanned_code is not None and self._executable_runs() != self._scanned_code:
+            self._scanned_code = None
+            self._sync_code_hooks()
+
+    def _executable_runs(self) -> tuple[tuple[int, int], ...]:
+        """[begin, end) of each stretch of memory the program may execute."""
         runs: list[tuple[int, int]] = []
         for begin, last, _ in sorted(self.uc.mem_regions()):
             if not (self._guest_perms(begin) or 0) & UC_PROT_EXEC:
@@ -299,10 +309,14 @@ class Cpu:
                 runs[-1] = (runs[-1][0], last + 1)
             else:
                 runs.append((begin, last + 1))
-        if tuple(runs) != self._scanned_code:
-            self._scanned_code = tuple(runs)
+        return tuple(runs)
+
+    def _scan_helper_stores(self) -> dict[int, HelperStore]:
+        """The helper-storing instructions in executable memory, scanned when it may have changed."""
+        if self._scanned_code is None:
+            self._scanned_code = self._executable_runs()
             self._helper_stores = find_helper_stores(
-                (begin, bytes(self.uc.mem_read(begin, end - begin))) for begin, end in runs)
+                (begin, bytes(self.uc.mem_read(begin, end - begin))) for begin, end in self._scanned_code)
         return self._helper_stores
 
     def _delete_retired_hooks(self) -> None:

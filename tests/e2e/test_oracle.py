@@ -151,11 +151,14 @@ def test_watch_on_a_lock_add_counter(oracle):
     assert_same(native, ours)
 
 
-@pytest.mark.parametrize("expression", ["ld", "pair", "state.image[20]"])
-def test_watch_on_stores_unicorn_makes_in_a_c_helper(oracle, expression):
+@pytest.mark.parametrize("command,continues", [
+    ("watch ld", 4), ("watch pair", 4), ("watch state.image[20]", 4),
+    ("awatch ld", 8),            # each round's fldt read and fstpt write, then printf's read
+])
+def test_watch_on_stores_unicorn_makes_in_a_c_helper(oracle, command, continues):
     # fstpt, lock cmpxchg16b and fxsave64 store from inside a C helper, where a store to a
     # write-protected page is dropped: the stub must stop before each and step it under the watch.
-    native, ours = oracle("watch_helper_stores", ["3"], [f"watch {expression}"] + ["continue"] * 4)
+    native, ours = oracle("watch_helper_stores", ["3"], [command] + ["continue"] * continues)
     assert native.gdb.count("Old value =") == 3 and "neighbour=9" in native.program_output
     assert_same(native, ours)
 

@@ -22,7 +22,7 @@ from gdbstub.hwbp.attr import (
 from gdbstub.target.cpu import Cpu
 from gdbstub.target.debugregs import WatchMode, pages_of, slot_matches
 from gdbstub.target.events import SIGSEGV, SIGTRAP, StopKind, WatchHit
-from tests.target.asm import CODE_BASE, DATA_BASE, STACK_TOP, RawProgram
+from tests.target.asm import CODE_BASE, DATA_BASE, STACK_TOP, RawProgram, assemble
 
 X = DATA_BASE + 0x100        # the watched variable of most programs
 
@@ -427,6 +427,20 @@ def test_helper_stores_in_a_loop_each_trap_once():
     assert cpu.run().signal == SIGTRAP
     assert (q(cpu, X + 8), q(cpu, X + 16)) == (50, 50)
     assert [h.ip for h in rec.hits] == [prog["insn"]] * 50
+
+
+def test_a_helper_store_the_debugger_patches_in_is_watched_too():
+    prog, cpu, rec = build_cpu("""
+        int3
+    insn:
+        .fill 8, 1, 0x90
+    next:
+        int3
+    """, [w(X + 160, 8)], WatchMode.PROTECT)
+    assert cpu.run().signal == SIGTRAP and rec.hits == []       # the code has been scanned: no fxsave
+    cpu.write_memory(prog["insn"], assemble(f"fxsave [{X:#x}]").code)     # 8 bytes
+    stop = cpu.run()
+    assert (stop.kind, stop.pc, [h.ip for h in rec.hits]) == (StopKind.WATCH, prog["next"], [prog["insn"]])
 
 
 def test_a_helper_store_elsewhere_runs_at_full_speed(make_cpu, mode):
