@@ -41,6 +41,7 @@ _STORE_WIDTH = {
     "cmpxchg8b": 8, "cmpxchg16b": 16,
     "maskmovq": 8, "maskmovdqu": 16,        # implicit operand: [rdi]
 }
+_MASK64 = (1 << 64) - 1
 _PREFIX_BYTES = frozenset([0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3, *range(0x40, 0x50)])
 _MAX_PREFIXES = 5
 
@@ -82,6 +83,7 @@ class HelperStore:
     disp: int
     segment_base: int           # UC_X86_REG_FS_BASE / GS_BASE, or 0
     width: int                  # bytes the store may cover from the operand's address
+    address_mask: int           # 32-bit addressing (an 0x67 prefix) wraps at 4 GiB
 
 
 def find_helper_stores(chunks: Iterable[tuple[int, bytes]]) -> dict[int, HelperStore]:
@@ -114,12 +116,12 @@ def _decode(md: capstone.Cs, code: bytes, base: int, start: int, opcode_at: int)
     mnemonic = insn.mnemonic.split()[-1]        # capstone spells a lock prefix into the mnemonic
     if mnemonic not in _STORE_WIDTH or (mnemonic == "fstp" and insn.operands[0].size != 10):
         return None
+    address_size_prefix = 0x67 in insn.prefix
     memory = [op.mem for op in insn.operands if op.type == cx.X86_OP_MEM]
     if memory:
         mem = memory[0]
         base_reg, index, scale, disp, segment = mem.base, mem.index, mem.scale, mem.disp, mem.segment
     else:                       # maskmov: [rdi] (or [edi] with an address-size prefix)
-        address_size_prefix = 0x67 in insn.prefix
         base_reg = cx.X86_REG_EDI if address_size_prefix else cx.X86_REG_RDI
         index, scale, disp, segment = 0, 1, 0, 0
     return HelperStore(
@@ -127,7 +129,7 @@ def _decode(md: capstone.Cs, code: bytes, base: int, start: int, opcode_at: int)
         base=_uc_register(insn, base_reg), index=_uc_register(insn, index), scale=scale, disp=disp,
         segment_base={cx.X86_REG_FS: x86_const.UC_X86_REG_FS_BASE,
                       cx.X86_REG_GS: x86_const.UC_X86_REG_GS_BASE}.get(segment, 0),
-        width=_STORE_WIDTH[mnemonic])
+        width=_STORE_WIDTH[mnemonic], address_mask=0xFFFF_FFFF if address_size_prefix else _MASK64)
 
 
 def _uc_register(insn: capstone.CsInsn, reg: int) -> int:
@@ -144,8 +146,8 @@ def store_range(uc: Uc, store: HelperStore) -> tuple[int, int]:
         address = uc.reg_read(store.base) if store.base else 0
     if store.index:
         address += uc.reg_read(store.index) * store.scale
-    address += store.disp
+    address = (address + store.disp) & store.address_mask
     if store.segment_base:
         address += uc.reg_read(store.segment_base)
-    address &= (1 << 64) - 1
+    address &= _MASK64
     return address, address + store.width

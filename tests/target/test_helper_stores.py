@@ -93,3 +93,21 @@ def test_store_range_holds_every_byte_the_instruction_writes(insn, _):
     assert written, "the instruction stored nothing"
     assert all(start <= addr and addr + size <= end for addr, size in written), (hex(start), written)
     assert min(addr for addr, _ in written) == start
+
+
+def test_32_bit_addressing_wraps_at_4_gib():
+    # [edi + disp] with an address-size prefix: (edi + disp) mod 2**32, as the CPU computes it.
+    prog = RawProgram(f"""
+        mov edi, 0xfffffff0
+    insn:
+        fxsave [edi + {X + 0x10:#x}]
+        int3
+    """)
+    uc = prog.uc
+    stores = find_helper_stores([(CODE_BASE, prog.asm.code)])
+    uc.emu_start(CODE_BASE, prog["insn"])
+    assert store_range(uc, stores[prog["insn"]]) == (X, X + 512)
+    written: list[int] = []
+    uc.hook_add(UC_HOOK_MEM_WRITE, lambda uc, access, addr, size, value, _: written.append(addr))
+    uc.emu_start(prog["insn"], CODE_BASE + len(prog.asm.code), count=1)
+    assert min(written) == X
