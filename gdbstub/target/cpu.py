@@ -12,7 +12,10 @@ an interrupt hook, which costs nothing until an interrupt happens).
 Breakpoints and execute slots are code hooks bound to their one address;
 data slots cost only on accesses to the pages they live on, or, once such a
 page has proved busy with accesses that match no slot, a memory hook per slot
-and counted runs (debugregs.py: hot pages).
+and counted runs (debugregs.py: hot pages).  One more cost while a watched
+page is write-protected: every instruction that stores in a C helper (6
+below) calls Python each time it runs (~5 us: 100k `fstp tbyte` to other
+memory took 8 ms unarmed, 470 ms so).
 
 Unicorn 2.1.4 behaviours this module works around (measured):
 1. code hooks added or deleted between runs do not affect translated blocks:
@@ -45,12 +48,13 @@ from typing import Any
 from unicorn import (
     UC_ERR_FETCH_PROT, UC_ERR_FETCH_UNMAPPED, UC_ERR_INSN_INVALID, UC_ERR_READ_PROT,
     UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_PROT, UC_ERR_WRITE_UNMAPPED, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_INVALID,
-    UC_PROT_EXEC, Uc, UcError,
+    UC_PROT_EXEC, UC_PROT_WRITE, Uc, UcError,
 )
 from unicorn.x86_const import UC_X86_REG_ECX, UC_X86_REG_EFLAGS, UC_X86_REG_RCX, UC_X86_REG_RIP
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_X, Hit, WatchSlot
-from gdbstub.target.debugregs import DebugUnit, WatchFault, WatchMode, WatchStatistics
+from gdbstub.target.debugregs import PAGE_SIZE, DebugUnit, WatchFault, WatchMode, WatchStatistics
+from gdbstub.target.disasm import LEGACY_PREFIXES, MAX_INSN_LEN, REX_PREFIXES
 from gdbstub.target.helper_stores import HelperStore, find_helper_stores, store_range
 from gdbstub.target.events import (
     SIGBUS, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, STOP_REQUESTED, StopEvent, StopKind, WatchHit,
@@ -66,7 +70,6 @@ _POPF = 0x9D
 _IRET = 0xCF
 _TRAP_FLAG = 0x100          # EFLAGS.TF
 _DEBUG_VECTOR = 1           # #DB
-_LONGEST_INSTRUCTION = 15
 
 # x86 exception vector -> the signal Linux delivers for it in user mode.
 _SIGNAL_OF_VECTOR = {
@@ -435,14 +438,10 @@ class Cpu:
                 if event is not None:
                     return event
                 continue
-            if self._helper_store_at is not None:
-                # Stopped before an instruction whose helper store reaches a watched page.
-                pc, self._helper_store_at = self._helper_store_at, None
-                event = self._execute_one(pc, suppress=pc, fault=WatchFault(pc, False, elapsed))
-                if event is not None:
-                    return event
-                continue
-            watch_fault = fault is not None and fault.errno in _WATCH_FAULTS and self._unit.watching_data
+            # (a stop before a helper store that reaches a watched page counts as a data fault)
+            helper_store, self._helper_store_at = self._helper_store_at is not None, None
+            watch_fault = helper_store or (
+                fault is not None and fault.errno in _WATCH_FAULTS and self._unit.watching_data)
             if fault is not None and not watch_fault:
                 return self._signal_for_fault(fault)
             if watch_fault or stopped_in is not None:
@@ -474,7 +473,7 @@ class Cpu:
         """
         flags = self.uc.reg_read(UC_X86_REG_EFLAGS)
         forced = not flags & _TRAP_FLAG
-        loads_flags = _loads_flags(self.read_memory(pc, _LONGEST_INSTRUCTION))
+        loads_flags = _loads_flags(self.read_memory(pc, MAX_INSN_LEN))
         if forced:
             self.uc.reg_write(UC_X86_REG_EFLAGS, flags | _TRAP_FLAG)
         self._trap_flag_step = True
@@ -497,8 +496,15 @@ class Cpu:
         event = self._take_request()
         if event is not None:
             return event
-        if (fault is None and self._unit.watching_data and not self._unit.hook_mode
-                and not self._stores_to_protected_page(pc)):
+        helper_store = self._protected_helper_store(pc)
+        if helper_store is not None:
+            # Unicorn would drop a store the guest may not make and run past it: fault here instead.
+            bad = self._first_unwritable(*helper_store)
+            if bad is not None:
+                return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, fault_addr=bad,
+                                 reason=f"helper store to {bad:#x}, which the program cannot write")
+            fault = fault or WatchFault(pc, False, 0.0)
+        if fault is None and self._unit.watching_data and not self._unit.hook_mode:
             # A step that is not a watch fault's re-execution: try it with the protection in
             # place first. Most touch no watched page, and then no whole-memory hook is added
             # and deleted: Unicorn frees a deleted hook only when the next emu_start ends, and
@@ -663,14 +669,25 @@ class Cpu:
                 self._resume_through = address
                 uc.emu_stop()
                 return
-        if self._stores_to_protected_page(address):
+        if self._protected_helper_store(address) is not None:
             self._helper_store_at = address
             uc.emu_stop()
 
-    def _stores_to_protected_page(self, pc: int) -> bool:
-        """Is the instruction at pc a helper store that would reach a write-protected watched page?"""
+    def _protected_helper_store(self, pc: int) -> tuple[int, int] | None:
+        """[start, end) of the store of the instruction at pc, if it is a helper store that would
+        reach a write-protected watched page."""
         store = self._helper_stores.get(pc) if self._unit.protects_writes else None
-        return store is not None and self._unit.write_protected(*store_range(self.uc, store))
+        if store is None:
+            return None
+        start, end = store_range(self.uc, store)
+        return (start, end) if self._unit.write_protected(start, end) else None
+
+    def _first_unwritable(self, start: int, end: int) -> int | None:
+        """The first address in [start, end) on a page the program cannot write (unmapped or read-only)."""
+        for page in range(start & ~(PAGE_SIZE - 1), end, PAGE_SIZE):
+            if not (self._guest_perms(page) or 0) & UC_PROT_WRITE:
+                return max(page, start)
+        return None
 
     def _on_interrupt(self, uc: Uc, vector: int, _: object) -> None:
         if not (vector == _DEBUG_VECTOR and self._trap_flag_step):   # a step's TF trap is the step itself
@@ -707,7 +724,6 @@ class Cpu:
         return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason=f"emulation error: {fault}")
 
 
-_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
 _STRING_OPCODES = frozenset({0x6C, 0x6D, 0x6E, 0x6F, 0xA4, 0xA5, 0xA6, 0xA7, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xAF})
 
 
@@ -720,9 +736,9 @@ def _rep_counter(code: bytes) -> int | None:
     """The count register (RCX, or ECX under 0x67) of a REP string instruction, else None."""
     prefixes = set()
     for i, byte in enumerate(code):
-        if byte in _PREFIXES:
+        if byte in LEGACY_PREFIXES:
             prefixes.add(byte)
-        elif 0x40 <= byte <= 0x4F:          # REX: must be the last prefix
+        elif byte in REX_PREFIXES:          # REX: must be the last prefix
             continue
         else:
             if byte in _STRING_OPCODES and prefixes & {0xF2, 0xF3}:
@@ -734,7 +750,7 @@ def _rep_counter(code: bytes) -> int | None:
 def _loads_flags(code: bytes) -> bool:
     """Is this instruction a popf or iret (the ones that set TF themselves, for Linux's step)?"""
     for byte in code:
-        if byte in _PREFIXES or 0x40 <= byte <= 0x4F:
+        if byte in LEGACY_PREFIXES or byte in REX_PREFIXES:
             continue
         return byte in (_POPF, _IRET)
     return False

@@ -56,8 +56,8 @@ range).  Unicorn 2.1.4 facts this relies on (measured):
 * While any memory hook exists every access is slower (~1.5x), and counted
   runs cost ~3x more: hook mode is several times slower than no watch, but
   hundreds of times faster than a fault per access.  A page is therefore
-  switched only when its false faults cost more than hook mode would
-  (`_HOT_FAULT_SHARE`), and it stays hot (also when gdb removes and
+  switched only when most of its recent false faults took a larger share of
+  the time than hook mode would cost (`_HOT_FAULT_SHARE`), and it stays hot (also when gdb removes and
   re-inserts its watchpoints at every stop) for the life of the unit.
 """
 
@@ -76,6 +76,7 @@ from unicorn import (
 from unicorn.x86_const import UC_X86_REG_RIP
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_R, HW_BREAKPOINT_W, HW_BREAKPOINT_X, Hit, WatchSlot
+from gdbstub.target.disasm import MAX_INSN_LEN
 
 __all__ = ["PAGE_SIZE", "DebugUnit", "WatchFault", "WatchMode", "WatchStatistics", "slot_matches", "pages_of"]
 
@@ -91,10 +92,9 @@ _HOOK_KIND_FOR = {HW_BREAKPOINT_R: UC_HOOK_MEM_READ, HW_BREAKPOINT_W: UC_HOOK_ME
 # 8 bytes (a 16-byte movdqu is two, fxsave many: measured); 16 leaves room and
 # costs only a Python call for a near miss.
 _WIDEST_ACCESS = 16
-_LONGEST_INSTRUCTION = 15
 
 # Hot-page policy: a false fault (an access that matched no slot) is "busy"
-# when its watched step took more than _HOT_FAULT_SHARE of that step plus the
+# when its watched step took at least _HOT_FAULT_SHARE of that step plus the
 # time the program ran before it.  After _HOT_AFTER_FALSE_FAULTS false faults
 # on a page, the page switches when most of them were busy, else its tally is
 # halved and keeps counting.  A vote, not a sum of times, so that one slow
@@ -227,7 +227,7 @@ class _Traffic:
     """False faults on one page and what they cost (the hot-page policy's tally)."""
 
     faults: int = 0
-    busy: int = 0               # ... whose step outweighed the run before it
+    busy: int = 0               # ... whose step took at least _HOT_FAULT_SHARE of the time
 
 
 HookWrapper = Callable[[Callable[..., object]], Callable[..., object]]
@@ -463,7 +463,7 @@ class DebugUnit:
         """Tally a step that matched no slot on the pages it faulted on; the pages now hot."""
         pages = set(self._step_pages)
         if fault.fetch:
-            pages.update(p for p in pages_of(fault.pc, _LONGEST_INSTRUCTION) if p in self._protected)
+            pages.update(p for p in pages_of(fault.pc, MAX_INSN_LEN) if p in self._protected)
         if not pages:           # the guest's own violation, not ours
             return set()
         self._false_faults += 1

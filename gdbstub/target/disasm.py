@@ -17,9 +17,12 @@ import capstone
 from capstone import x86 as cx
 from unicorn import UcError
 
-__all__ = ["disassemble", "MAX_INSN_LEN", "DEFAULT_UNREADABLE"]
+__all__ = ["disassemble", "MAX_INSN_LEN", "LEGACY_PREFIXES", "REX_PREFIXES", "DEFAULT_UNREADABLE"]
 
 MAX_INSN_LEN = 15                    # the architectural limit of one x86 instruction
+# segment overrides, operand and address size, lock, rep/repne; REX comes last, just before the opcode
+LEGACY_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
+REX_PREFIXES = frozenset(range(0x40, 0x50))
 DEFAULT_UNREADABLE: tuple[type[BaseException], ...] = (UcError, OSError, LookupError, ValueError)
 
 _MNEMONIC_WIDTH = 6                  # binutils pads the mnemonic to 6, then one space

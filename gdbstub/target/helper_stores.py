@@ -14,8 +14,10 @@ write-protected, and steps it under the watch when its store reaches one
 The instructions are found by scanning executable memory for their opcode
 bytes; every place where the bytes could start an instruction (after up to
 five prefix bytes) is decoded with capstone.  A place that is not a real
-instruction start only costs a hook that never fires.  Code the program
-writes at run time is not scanned.
+instruction start only costs a hook that never fires.  The CPU scans again
+when executable memory is mapped or unmapped and when the debugger writes
+into scanned code; code the program itself writes into memory that is
+already executable is not scanned again.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import capstone
 from capstone import x86 as cx
 from unicorn import Uc
 from unicorn import x86_const
+
+from gdbstub.target.disasm import LEGACY_PREFIXES, MAX_INSN_LEN, REX_PREFIXES
 
 __all__ = ["HelperStore", "find_helper_stores", "store_range"]
 
@@ -42,8 +46,10 @@ _STORE_WIDTH = {
     "maskmovq": 8, "maskmovdqu": 16,        # implicit operand: [rdi]
 }
 _MASK64 = (1 << 64) - 1
-_PREFIX_BYTES = frozenset([0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3, *range(0x40, 0x50)])
+_PREFIX_BYTES = LEGACY_PREFIXES | REX_PREFIXES
 _MAX_PREFIXES = 5
+_SEGMENT_BASE = {cx.X86_REG_FS: x86_const.UC_X86_REG_FS_BASE, cx.X86_REG_GS: x86_const.UC_X86_REG_GS_BASE}
+_SEGMENT_OF_PREFIX = {0x64: cx.X86_REG_FS, 0x65: cx.X86_REG_GS}
 
 
 def _memory_modrm(reg: int) -> bytes:
@@ -55,19 +61,21 @@ def _register_modrm() -> bytes:
     return bytes(0xC0 | n for n in range(64))
 
 
-def _opcode(opcode: bytes, modrms: bytes) -> bytes:
+def _opcode_pattern(opcode: bytes, modrms: bytes) -> bytes:
     return re.escape(opcode) + b"[" + b"".join(re.escape(bytes([m])) for m in modrms) + b"]"
 
 
-_OPCODES = re.compile(b"|".join([
-    _opcode(b"\xdb", _memory_modrm(7)),                                  # fstp m80
-    _opcode(b"\xdf", _memory_modrm(6)),                                  # fbstp m80
-    _opcode(b"\xdd", _memory_modrm(6)),                                  # fnsave
-    _opcode(b"\xd9", _memory_modrm(6)),                                  # fnstenv
-    _opcode(b"\x0f\xae", _memory_modrm(0) + _memory_modrm(4) + _memory_modrm(6)),  # fxsave, xsave, xsaveopt
-    _opcode(b"\x0f\xc7", _memory_modrm(1)),                              # cmpxchg8b/16b
-    _opcode(b"\x0f\xf7", _register_modrm()),                             # maskmovq/maskmovdqu
-]))
+# A lookahead, so that overlapping places are all found (0f f7 c0 could be a maskmov's tail, and
+# its last byte the start of an fstp).
+_OPCODES = re.compile(b"(?=" + b"|".join([
+    _opcode_pattern(b"\xdb", _memory_modrm(7)),                                  # fstp m80
+    _opcode_pattern(b"\xdf", _memory_modrm(6)),                                  # fbstp m80
+    _opcode_pattern(b"\xdd", _memory_modrm(6)),                                  # fnsave
+    _opcode_pattern(b"\xd9", _memory_modrm(6)),                                  # fnstenv
+    _opcode_pattern(b"\x0f\xae", _memory_modrm(0) + _memory_modrm(4) + _memory_modrm(6)),  # fxsave, xsave...
+    _opcode_pattern(b"\x0f\xc7", _memory_modrm(1)),                              # cmpxchg8b/16b
+    _opcode_pattern(b"\x0f\xf7", _register_modrm()),                             # maskmovq/maskmovdqu
+]) + b")")
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,7 @@ def _possible_starts(code: bytes, opcode_at: int) -> Iterator[int]:
 
 
 def _decode(md: capstone.Cs, code: bytes, base: int, start: int, opcode_at: int) -> HelperStore | None:
-    insn = next(md.disasm(code[start:start + 15], base + start, 1), None)
+    insn = next(md.disasm(code[start:start + MAX_INSN_LEN], base + start, 1), None)
     if insn is None or start + insn.size <= opcode_at:
         return None
     mnemonic = insn.mnemonic.split()[-1]        # capstone spells a lock prefix into the mnemonic
@@ -121,14 +129,14 @@ def _decode(md: capstone.Cs, code: bytes, base: int, start: int, opcode_at: int)
     if memory:
         mem = memory[0]
         base_reg, index, scale, disp, segment = mem.base, mem.index, mem.scale, mem.disp, mem.segment
-    else:                       # maskmov: [rdi] (or [edi] with an address-size prefix)
+    else:                       # maskmov: [rdi] (or [edi] with an address-size prefix), any segment override
         base_reg = cx.X86_REG_EDI if address_size_prefix else cx.X86_REG_RDI
-        index, scale, disp, segment = 0, 1, 0, 0
+        index, scale, disp = 0, 1, 0
+        segment = next((_SEGMENT_OF_PREFIX[p] for p in insn.prefix if p in _SEGMENT_OF_PREFIX), 0)
     return HelperStore(
         addr=insn.address, size=insn.size, mnemonic=mnemonic,
         base=_uc_register(insn, base_reg), index=_uc_register(insn, index), scale=scale, disp=disp,
-        segment_base={cx.X86_REG_FS: x86_const.UC_X86_REG_FS_BASE,
-                      cx.X86_REG_GS: x86_const.UC_X86_REG_GS_BASE}.get(segment, 0),
+        segment_base=_SEGMENT_BASE.get(segment, 0),
         width=_STORE_WIDTH[mnemonic], address_mask=0xFFFF_FFFF if address_size_prefix else _MASK64)
 
 

@@ -429,6 +429,30 @@ def test_helper_stores_in_a_loop_each_trap_once():
     assert [h.ip for h in rec.hits] == [prog["insn"]] * 50
 
 
+@pytest.mark.parametrize("target,last_page_perms,fault_at", [
+    (DATA_BASE + 0x3000, UC_PROT_READ, DATA_BASE + 0x3000),                   # made read-only
+    (DATA_BASE + 0x3F00, UC_PROT_READ | UC_PROT_WRITE, DATA_BASE + 0x4000),   # 512 bytes into unmapped
+])
+def test_a_helper_store_the_program_may_not_make_faults_before_it(target, last_page_perms, fault_at):
+    # Unicorn would drop the store and go on; Linux stops at the instruction, nothing done.
+    prog = RawProgram(f"""
+        fld1
+    insn:
+        fxsave [{target:#x}]
+        fstp tbyte ptr [{target:#x}]
+        int3
+    """)
+    prog.uc.mem_protect(DATA_BASE + 0x3000, 0x1000, last_page_perms)
+    cpu = Cpu(prog.uc, watch_mode=WatchMode.PROTECT)
+    rec = Recorder()
+    cpu.on_debug_exception = rec
+    cpu.set_debug_slots([w(target + 160, 8)])
+    before = cpu.read_memory(DATA_BASE + 0x3000, 0x1000)
+    stop = cpu.run()
+    assert (stop.kind, stop.signal, stop.pc, stop.fault_addr) == (StopKind.SIGNAL, SIGSEGV, prog["insn"], fault_at)
+    assert rec.hits == [] and cpu.read_memory(DATA_BASE + 0x3000, 0x1000) == before
+
+
 def test_a_helper_store_the_debugger_patches_in_is_watched_too():
     prog, cpu, rec = build_cpu("""
         int3
@@ -443,7 +467,7 @@ def test_a_helper_store_the_debugger_patches_in_is_watched_too():
     assert (stop.kind, stop.pc, [h.ip for h in rec.hits]) == (StopKind.WATCH, prog["next"], [prog["insn"]])
 
 
-def test_a_helper_store_elsewhere_runs_at_full_speed(make_cpu, mode):
+def test_a_helper_store_elsewhere_does_not_stop(make_cpu, mode):
     # fxsave to another page than the slot's: no stop before it, no fault, no hit.
     prog, cpu, rec = make_cpu("""
         mov rcx, 20

@@ -30,6 +30,7 @@ HELPER_STORES = [
     ("maskmovdqu xmm0, xmm1", "maskmovdqu"),
     ("maskmovq mm0, mm1", "maskmovq"),
     ("fstp tbyte ptr fs:[rdi]", "fstp"),
+    (".byte 0x64; maskmovdqu xmm0, xmm1", "maskmovdqu"),        # fs:[rdi]
     ("fxsave [rip + target]", "fxsave"),
 ]
 # stores Unicorn makes in translated code: never reported
@@ -51,6 +52,12 @@ def test_finds_each_helper_store_at_its_address_and_nothing_ordinary():
         assert found[program[f"i{n}"]].mnemonic == mnemonic, insn
     for n, insn in enumerate(ORDINARY_STORES, start=len(HELPER_STORES)):
         assert program[f"i{n}"] not in found, insn
+
+
+def test_a_store_right_after_bytes_that_look_like_another_is_found():
+    # b8 00 00 0f f7 | db 3c ...: "0f f7 db" reads as a maskmov whose ModRM is fstp's opcode byte
+    program = assemble(labelled(["mov eax, 0xf70f0000", "fstp tbyte ptr [rdi]"]))
+    assert program["i1"] in find_helper_stores([(program.base, program.code)])
 
 
 def test_an_instruction_split_across_chunks_is_not_found_in_either():
