@@ -251,20 +251,25 @@ class Cpu:
 
     @property
     def debug_slots(self) -> tuple[WatchSlot, ...]:
-        self._settle_slots()
+        self._settle_when_idle()
         return self._unit.slots
 
     def watch_statistics(self) -> WatchStatistics:
         """Faults, hook stops and hot pages the data slots have caused so far."""
-        self._settle_slots()
+        self._settle_when_idle()
         return self._unit.statistics()
 
     @property
     def hook_counts(self) -> dict[str, int]:
         """Python hooks the CPU has in force on code and on memory (a retired code hook
         is deleted before any instruction runs, so it is not counted)."""
-        self._settle_slots()
+        self._settle_when_idle()
         return {"code": len(self._code_hooks), "memory": self._unit.memory_hooks}
+
+    def _settle_when_idle(self) -> None:
+        # (another thread inspecting a running CPU must not change Unicorn's state under it)
+        if not self._running:
+            self._settle_slots()
 
     def _settle_slots(self) -> None:
         if self._pending_slots is not None and not self._in_emulation:
