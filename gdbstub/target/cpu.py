@@ -14,8 +14,9 @@ data slots cost only on accesses to the pages they live on, or, once such a
 page has proved busy with accesses that match no slot, a memory hook per slot
 and counted runs (debugregs.py: hot pages).  One more cost while a watched
 page is write-protected: every instruction that stores in a C helper (6
-below) calls Python each time it runs (~5 us: 100k `fstp tbyte` to other
-memory took 8 ms unarmed, 470 ms so).
+below) through a register calls Python each time it runs (~4 us: 100k
+`fstp tbyte ptr [rdi]` to another page took 6 ms unarmed, 430 ms armed);
+one with a fixed address elsewhere (a global) is not hooked.
 
 Unicorn 2.1.4 behaviours this module works around (measured):
 1. code hooks added or deleted between runs do not affect translated blocks:
@@ -55,7 +56,7 @@ from unicorn.x86_const import UC_X86_REG_ECX, UC_X86_REG_EFLAGS, UC_X86_REG_RCX,
 from gdbstub.hwbp.attr import HW_BREAKPOINT_X, Hit, WatchSlot
 from gdbstub.target.debugregs import PAGE_SIZE, DebugUnit, WatchFault, WatchMode, WatchStatistics
 from gdbstub.target.disasm import LEGACY_PREFIXES, MAX_INSN_LEN, REX_PREFIXES
-from gdbstub.target.helper_stores import HelperStore, find_helper_stores, store_range
+from gdbstub.target.helper_stores import HelperStore, find_helper_stores, fixed_store_range, store_range
 from gdbstub.target.events import (
     SIGBUS, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, STOP_REQUESTED, StopEvent, StopKind, WatchHit,
     stop_for_process_event,
@@ -287,7 +288,7 @@ class Cpu:
             return
         wanted = self._sw_breakpoints | self._unit.exec_addresses
         if self._unit.protects_writes:
-            wanted |= self._scan_helper_stores().keys()
+            wanted |= self._helper_stores_to_watch()
         # gdb removes its breakpoints at every stop and inserts the same ones before it resumes:
         # a removed hook is only retired until the next emu_start, and taken back if wanted again,
         # so that z0/Z0 pair costs no Unicorn call and no cache flush.
@@ -300,6 +301,16 @@ class Cpu:
                 self.uc.ctl_remove_cache(addr, addr + 1)
             self._code_hooks[addr] = hook
         self._hooks_stale = False
+
+    def _helper_stores_to_watch(self) -> set[int]:
+        """The helper stores that may reach a write-protected page: all but those whose fixed
+        address (a global's) lies elsewhere, which then run without a Python call."""
+        wanted = set()
+        for addr, store in self._scan_helper_stores().items():
+            fixed = fixed_store_range(store)
+            if fixed is None or self._unit.write_protected(*fixed):
+                wanted.add(addr)
+        return wanted
 
     def _mappings_changed(self) -> None:
         # (brk and data mmaps leave the executable memory as it was: no new scan for them)

@@ -262,6 +262,7 @@ class DebugUnit:
         self._by_index: dict[int, WatchSlot] = {}
         self._removed: dict[int, int] = {}    # page -> UC_PROT bits the slots need taken away there
         self._protected: dict[int, int] = {}  # ... restricted to the pages watched by protection
+        self._write_protected: frozenset[int] = frozenset()   # ... of which writes fault
         self._hooked_pages: frozenset[int] = frozenset()
         self._slot_hooks: list[int] = []
         self._learned_hot: set[int] = set()   # pages that proved busy: hooked whenever watched
@@ -309,13 +310,13 @@ class DebugUnit:
     @property
     def protects_writes(self) -> bool:
         """Some watched page is write-protected (stores made in C helpers need the CPU's help)."""
-        return any(bits & UC_PROT_WRITE for bits in self._protected.values())
+        return bool(self._write_protected)
 
     def write_protected(self, start: int, end: int) -> bool:
         """Would a store to [start, end) fault on a watched page now (outside a watched step)?"""
-        if self._stepping:
+        if self._stepping or not self._write_protected:
             return False
-        return any(self._protected.get(page, 0) & UC_PROT_WRITE for page in pages_of(start, end - start))
+        return not self._write_protected.isdisjoint(pages_of(start, end - start))
 
     def exec_slots_at(self, addr: int) -> tuple[int, ...]:
         return self._exec_slots.get(addr, ())
@@ -495,6 +496,7 @@ class DebugUnit:
             hot = frozenset()
         self._hooked_pages = hot
         self._protected = {page: bits for page, bits in self._removed.items() if page not in hot}
+        self._write_protected = frozenset(page for page, bits in self._protected.items() if bits & UC_PROT_WRITE)
         for s in self._data_slots:
             if hot.isdisjoint(pages_of(s.addr, s.length)):
                 continue

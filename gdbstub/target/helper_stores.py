@@ -33,7 +33,7 @@ from unicorn import x86_const
 
 from gdbstub.target.disasm import LEGACY_PREFIXES, MAX_INSN_LEN, REX_PREFIXES
 
-__all__ = ["HelperStore", "find_helper_stores", "store_range"]
+__all__ = ["HelperStore", "find_helper_stores", "fixed_store_range", "store_range"]
 
 # The bytes of each instruction's store: what the helper writes at the operand.
 _STORE_WIDTH = {
@@ -144,6 +144,15 @@ def _uc_register(insn: capstone.CsInsn, reg: int) -> int:
     if reg == 0 or insn.reg_name(reg) in ("riz", "eiz"):     # a SIB byte that names no index
         return 0
     return getattr(x86_const, "UC_X86_REG_" + insn.reg_name(reg).upper())
+
+
+def fixed_store_range(store: HelperStore) -> tuple[int, int] | None:
+    """[start, end) of what `store` writes if no register decides it (absolute or RIP-relative), else None."""
+    if store.index or store.segment_base or store.base not in (0, x86_const.UC_X86_REG_RIP):
+        return None
+    address = store.addr + store.size if store.base else 0
+    address = (address + store.disp) & store.address_mask
+    return address, address + store.width
 
 
 def store_range(uc: Uc, store: HelperStore) -> tuple[int, int]:

@@ -467,6 +467,19 @@ def test_a_helper_store_the_debugger_patches_in_is_watched_too():
     assert (stop.kind, stop.pc, [h.ip for h in rec.hits]) == (StopKind.WATCH, prog["next"], [prog["insn"]])
 
 
+def test_only_helper_stores_that_may_reach_a_protected_page_are_hooked():
+    # A global's fixed address on another page needs no hook; a register-addressed store might.
+    prog, cpu, rec = build_cpu("""
+        fstp tbyte ptr [X + 0x1000]
+        fstp tbyte ptr [rdi]
+        fstp tbyte ptr [rip + 0x1000]
+        int3
+    """, [w(X, 8)], WatchMode.PROTECT)
+    assert cpu.hook_counts["code"] == 1
+    cpu.set_debug_slots([w(X + 0x1000, 8)])
+    assert cpu.hook_counts["code"] == 2
+
+
 def test_a_helper_store_elsewhere_does_not_stop(make_cpu, mode):
     # fxsave to another page than the slot's: no stop before it, no fault, no hit.
     prog, cpu, rec = make_cpu("""

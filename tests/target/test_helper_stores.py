@@ -10,7 +10,7 @@ import pytest
 from unicorn import UC_HOOK_MEM_WRITE, UC_PROT_ALL
 from unicorn.x86_const import UC_X86_REG_FS_BASE
 
-from gdbstub.target.helper_stores import find_helper_stores, store_range
+from gdbstub.target.helper_stores import find_helper_stores, fixed_store_range, store_range
 from tests.target.asm import CODE_BASE, DATA_BASE, RawProgram, assemble
 
 X = DATA_BASE + 0x100
@@ -100,6 +100,16 @@ def test_store_range_holds_every_byte_the_instruction_writes(insn, _):
     assert written, "the instruction stored nothing"
     assert all(start <= addr and addr + size <= end for addr, size in written), (hex(start), written)
     assert min(addr for addr, _ in written) == start
+
+
+def test_a_fixed_store_range_is_known_without_registers_and_only_then():
+    program = assemble(labelled([f"fxsave [{X:#x}]", "fxsave [rip + target]", "fxsave [rdi]",
+                                 f"fxsave fs:[{X:#x}]"]))
+    stores = find_helper_stores([(program.base, program.code)])
+    assert fixed_store_range(stores[program["i0"]]) == (X, X + 512)
+    assert fixed_store_range(stores[program["i1"]]) == (program["target"], program["target"] + 512)
+    assert fixed_store_range(stores[program["i2"]]) is None
+    assert fixed_store_range(stores[program["i3"]]) is None
 
 
 def test_32_bit_addressing_wraps_at_4_gib():
