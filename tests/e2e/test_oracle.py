@@ -163,6 +163,16 @@ def test_watch_on_stores_unicorn_makes_in_a_c_helper(oracle, command, continues)
     assert_same(native, ours)
 
 
+def test_watch_on_a_long_double_on_the_stack(oracle):
+    # fstpt through rbp: where it stores is known only when it runs ("next" first: from 0, not from
+    # whatever the stack held)
+    native, ours = oracle("watch_helper_stores", ["3"],
+                          ["break accumulate", "continue", "next", "watch local"] + ["continue"] * 5)
+    assert native.gdb.count("Old value =") == 3 and "left the block" in native.gdb
+    assert "sum=0.75" in native.program_output
+    assert_same(native, ours)
+
+
 def test_too_many_watchpoints_fail_at_resume_like_the_four_debug_registers(oracle):
     # counter, locked (1 slot each) + wide (2) fill DR0-DR3; odd.buf needs 2 more.
     native, ours = oracle("oracle_watch", ["2"], [

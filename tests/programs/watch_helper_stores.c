@@ -4,6 +4,7 @@
  *   ld     a long double: x87 80-bit load, add, fstpt               (watch ld)
  *   pair   16 bytes updated with lock cmpxchg16b                    (watch pair)
  *   state  an fxsave image of the FPU/SSE state                     (watch state.image[20]: xmm0)
+ *   local  a long double on accumulate()'s stack: fstpt through rbp  (watch local)
  * `neighbour` shares their page and is written in every round (no stop). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,14 @@ int neighbour;
 static void save_state(double x)
 {
     __asm__ volatile("movq %1, %%xmm0\n\tfxsave64 %0" : "=m"(state) : "r"(x) : "xmm0");
+}
+
+static long double accumulate(int n)
+{
+    long double local = 0;
+    for (int i = 0; i < n; i++)
+        local += 0.25L;
+    return local;
 }
 
 int main(int argc, char **argv)
@@ -35,7 +44,8 @@ int main(int argc, char **argv)
         save_state(i + 0.5);
         neighbour++;
     }
-    printf("ld=%.1Lf pair=%llx:%llx xmm0=%#lx neighbour=%d\n", ld, (unsigned long long)(pair >> 64),
-           (unsigned long long)pair, state.image[20], neighbour);
+    long double sum = accumulate(n);
+    printf("ld=%.1Lf pair=%llx:%llx xmm0=%#lx neighbour=%d sum=%.2Lf\n", ld, (unsigned long long)(pair >> 64),
+           (unsigned long long)pair, state.image[20], neighbour, sum);
     return 0;
 }
