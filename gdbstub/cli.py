@@ -66,7 +66,8 @@ async def _serve_tcp(args, machine) -> None:
     print(f'gdbstub: connect with: gdb -ex "target remote {host}:{port}"', flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: the remote protocol has no authentication", args.host)
-    await Server(machine, once=args.once, log_packets=args.log_packets).serve_tcp(listeners)
+    server = Server(machine, once=args.once, log_packets=args.log_packets, blocking_idle_wait=True)
+    await server.serve_tcp(listeners)
 
 
 async def _serve_stdio(args, machine) -> None:
@@ -82,7 +83,7 @@ def serve(args) -> int:
     machine = _build_machine(args, stdout)
     try:
         trio.run(_serve_stdio if args.stdio else _serve_tcp, args, machine)
-    except KeyboardInterrupt:
+    except* KeyboardInterrupt:      # Ctrl-C: from inside the listeners' nursery it comes as a group
         pass
     return 0
 

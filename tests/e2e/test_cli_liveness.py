@@ -1,0 +1,109 @@
+"""`gdbstub serve` stays responsive: it waits for packets in a blocking poll while the program is stopped
+(gdbstub/rsp/server.py), and a second client must still be refused, and Ctrl-C in its terminal must still
+end it, promptly, whether the client is idle, busy, or running the program. Each test runs the real
+command and talks to it over TCP."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+import trio
+
+from gdbstub.rsp.client import RspClient
+from gdbstub.rsp.codec import NEED_DATA, Codec, Packet
+
+from tests.programs.build import build
+
+from .stub import StubProcess
+
+pytestmark = pytest.mark.gdb
+PROMPT_SECONDS = 2.0       # the poll hands over to trio within 0.1 s; generous for a loaded machine
+
+
+@pytest.fixture
+def stub(need_gdb):
+    server = StubProcess()        # the bundled demo
+    yield server
+    server.stop()
+
+
+async def assert_ends_promptly_on_sigint(stub: StubProcess) -> None:
+    stub.proc.send_signal(signal.SIGINT)
+    with trio.fail_after(PROMPT_SECONDS):
+        while stub.proc.poll() is None:
+            await trio.sleep(0.02)
+    assert stub.proc.returncode == 0, stub.stderr_text()
+    assert "Traceback" not in stub.stderr_text()
+
+
+async def refused_reply(port: int) -> bytes:
+    """Connect a second client, send one packet, and return the payload of the server's answer."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    codec = Codec(role="client")
+    async with stream:
+        await stream.send_all(codec.send(b"qSupported"))
+        while True:
+            event = codec.next_event()
+            if isinstance(event, Packet):
+                return event.payload
+            if event is NEED_DATA:
+                data = await stream.receive_some(4096)
+                if not data:
+                    return b""
+                codec.receive_data(data)
+
+
+async def test_a_second_client_is_refused_promptly_while_the_first_sits_idle(stub):
+    first = await RspClient.connect("127.0.0.1", stub.port)
+    try:
+        assert (await first.request(b"qC")).startswith(b"QC")
+        with trio.fail_after(PROMPT_SECONDS):
+            assert (await refused_reply(stub.port)).startswith(b"E.another debugger")
+        assert (await first.request(b"qC")).startswith(b"QC")
+    finally:
+        await first.aclose()
+
+
+async def test_a_second_client_is_refused_promptly_while_the_first_keeps_sending(stub):
+    first = await RspClient.connect("127.0.0.1", stub.port)
+    sent = 0
+    try:
+        async with trio.open_nursery() as nursery:
+            async def chatter() -> None:
+                nonlocal sent
+                while True:                               # packet after packet, no pause
+                    assert (await first.request(b"m400000,1")) != b""
+                    sent += 1
+
+            nursery.start_soon(chatter)
+            await trio.sleep(0.2)
+            with trio.fail_after(PROMPT_SECONDS):
+                assert (await refused_reply(stub.port)).startswith(b"E.another debugger")
+            nursery.cancel_scope.cancel()
+        assert sent > 10
+    finally:
+        await first.aclose()
+
+
+async def test_sigint_ends_the_server_promptly_while_a_client_sits_idle(stub):
+    first = await RspClient.connect("127.0.0.1", stub.port)
+    try:
+        assert (await first.request(b"qC")).startswith(b"QC")
+        await assert_ends_promptly_on_sigint(stub)
+    finally:
+        await first.aclose()
+
+
+async def test_sigint_ends_the_server_promptly_while_the_program_runs(need_gdb):
+    stub = StubProcess(str(build("spin")))          # never ends by itself
+    try:
+        first = await RspClient.connect("127.0.0.1", stub.port)
+        try:
+            await first.send_packet(b"vCont;c")
+            await trio.sleep(0.3)
+            await assert_ends_promptly_on_sigint(stub)
+        finally:
+            await first.aclose()
+    finally:
+        stub.stop()
