@@ -66,8 +66,7 @@ async def _serve_tcp(args, machine) -> None:
     print(f'gdbstub: connect with: gdb -ex "target remote {host}:{port}"', flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: the remote protocol has no authentication", args.host)
-    server = Server(machine, once=args.once, log_packets=args.log_packets, blocking_idle_wait=True)
-    await server.serve_tcp(listeners)
+    await Server(machine, once=args.once, log_packets=args.log_packets).serve_tcp(listeners)
 
 
 async def _serve_stdio(args, machine) -> None:

@@ -7,27 +7,12 @@ task, alive only for that run, watches the socket for Ctrl-C or a vanished
 client. A single step is one instruction, so it runs inline: two thread
 hand-offs per `stepi` cost more than the step itself. The connection task is
 the only writer of the stream.
-
-Waiting for the next packet while the program is stopped: gdb sends the
-packets of a stop one right after another, and trio's wait_readable (an
-epoll registration and a scheduler pass) costs about 35 us of CPU more per
-packet than a blocking poll() of the one socket (measured: 2000 `stepi`
-through gdb took the server 1.7 s of CPU, 1.2 s with poll).  A server that
-is alone in its trio run (`blocking_idle_wait`, as `gdbstub serve` runs it)
-therefore polls for up to _IDLE_POLL_MS and only then waits through trio; it
-lets trio's other tasks (a second client to refuse) run at least every
-_TRIO_TURN_SECONDS while packets keep coming.  During a run it always waits
-through trio, which must also see the worker thread finish.  A server that
-shares its trio run (the in-process tests) must not block it: it always
-waits through trio.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import select
-import time
 
 import trio
 
@@ -39,9 +24,6 @@ from .session import Session
 
 log = logging.getLogger("gdbstub.server")
 
-_IDLE_POLL_MS = 100
-_TRIO_TURN_SECONDS = 0.05
-
 
 def _server_codec() -> Codec:
     # PacketSize limits the data characters, not the `$`/`#xx` frame (GDB manual, qSupported).
@@ -51,8 +33,7 @@ def _server_codec() -> Codec:
 class Connection:
     """One client: the session plus the I/O state around it."""
 
-    def __init__(self, stream: trio.abc.Stream, machine, *, log_packets: bool = False,
-                 blocking_idle_wait: bool = False):
+    def __init__(self, stream: trio.abc.Stream, machine, *, log_packets: bool = False):
         self.stream = stream
         self.machine = machine
         self.log_packets = log_packets
@@ -61,16 +42,11 @@ class Connection:
         self.closing: str | None = None
         socket = getattr(stream, "socket", None)          # a SocketStream; stdio has none
         self._fd = socket.fileno() if socket is not None else None
-        self._poller: select.poll | None = None
-        if self._fd is not None and blocking_idle_wait:
-            self._poller = select.poll()
-            self._poller.register(self._fd, select.POLLIN)
-        self._trio_turn = time.monotonic()
 
     async def serve(self) -> None:
         try:
             while not self.closing:
-                await self._receive(await self._receive_some(idle=True))
+                await self._receive(await self._receive_some())
         except trio.Cancelled:
             self.closing = self.closing or "the server is shutting down"
             raise
@@ -80,10 +56,10 @@ class Connection:
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
 
-    async def _receive_some(self, *, idle: bool = False) -> bytes:
+    async def _receive_some(self) -> bytes:
         try:
             if self._fd is not None:
-                data = await self._read_socket(idle)
+                data = await self._read_socket()
             else:
                 data = await self.stream.receive_some(65536)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
@@ -171,21 +147,13 @@ class Connection:
             # Only Ctrl-C is expected now; the session ignores anything else while RUNNING.
             await self._receive(data)
 
-    async def _read_socket(self, idle: bool) -> bytes:
-        """receive_some without its trailing scheduler pass: read if data is there, else wait
-        (idle: in a blocking poll first, see the module docstring)."""
-        poller = self._poller if idle else None
-        if poller is not None and time.monotonic() - self._trio_turn > _TRIO_TURN_SECONDS:
-            await trio.lowlevel.checkpoint()
-            self._trio_turn = time.monotonic()
+    async def _read_socket(self) -> bytes:
+        """receive_some without its trailing scheduler pass: read if data is there, else wait."""
         while True:
             try:
                 return os.read(self._fd, 65536)
             except BlockingIOError:
-                if poller is not None and poller.poll(_IDLE_POLL_MS):
-                    continue
                 await trio.lowlevel.wait_readable(self._fd)
-                self._trio_turn = time.monotonic()
 
     async def _write(self, data: bytes) -> None:
         try:
@@ -229,13 +197,10 @@ async def refuse_busy(stream: trio.abc.Stream) -> None:
 class Server:
     """Serves one machine to one client at a time, over and over (unless `once`)."""
 
-    def __init__(self, machine, *, once: bool = False, log_packets: bool = False,
-                 blocking_idle_wait: bool = False):
-        """blocking_idle_wait: this server is alone in its trio run (see the module docstring)."""
+    def __init__(self, machine, *, once: bool = False, log_packets: bool = False):
         self.machine = machine
         self.once = once
         self.log_packets = log_packets
-        self.blocking_idle_wait = blocking_idle_wait
         self.busy = False
         self.done = trio.Event()
 
@@ -247,8 +212,7 @@ class Server:
         self.busy = True
         try:
             self.machine.restart_if_ended()
-            await Connection(stream, self.machine, log_packets=self.log_packets,
-                             blocking_idle_wait=self.blocking_idle_wait).serve()
+            await Connection(stream, self.machine, log_packets=self.log_packets).serve()
         except Exception:
             # A bug in one connection must not take the server down.
             log.exception("connection failed")

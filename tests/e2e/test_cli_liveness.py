@@ -1,7 +1,6 @@
-"""`gdbstub serve` stays responsive: it waits for packets in a blocking poll while the program is stopped
-(gdbstub/rsp/server.py), and a second client must still be refused, and Ctrl-C in its terminal must still
-end it, promptly, whether the client is idle, busy, or running the program. Each test runs the real
-command and talks to it over TCP."""
+"""`gdbstub serve` stays responsive with a client connected: a second client is refused, and Ctrl-C in the
+server's terminal ends it cleanly, promptly, whether the client is idle, busy, or running the program.
+Each test runs the real command and talks to it over TCP."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from tests.programs.build import build
 from .stub import StubProcess
 
 pytestmark = pytest.mark.gdb
-PROMPT_SECONDS = 2.0       # the poll hands over to trio within 0.1 s; generous for a loaded machine
+PROMPT_SECONDS = 2.0       # generous for a loaded machine
 
 
 @pytest.fixture
