@@ -136,6 +136,9 @@ class Cpu:
         # (None: scan again before they are next needed; the mappings or the code changed).
         self._helper_stores: dict[int, HelperStore] = {}
         self._scanned_code: tuple[tuple[int, int], ...] | None = None
+        self._scans = 0
+        self._helpers_hooked_for: tuple[int, frozenset[int]] | None = None   # (scan, protected pages)
+        self._helpers_to_hook: set[int] = set()
         self._sw_breakpoints: set[int] = set()
         self._code_hooks: dict[int, int] = {}
         self._retired_hooks: dict[int, int] = {}   # unwanted since the last run: deleted before the next
@@ -305,12 +308,16 @@ class Cpu:
     def _helper_stores_to_watch(self) -> set[int]:
         """The helper stores that may reach a write-protected page: all but those whose fixed
         address (a global's) lies elsewhere, which then run without a Python call."""
-        wanted = set()
-        for addr, store in self._scan_helper_stores().items():
-            fixed = fixed_store_range(store)
-            if fixed is None or self._unit.write_protected(*fixed):
-                wanted.add(addr)
-        return wanted
+        stores = self._scan_helper_stores()
+        key = (self._scans, self._unit.write_protected_pages)
+        if key != self._helpers_hooked_for:     # (gdb's z0/Z0 at every stop come here too)
+            self._helpers_hooked_for = key
+            self._helpers_to_hook = set()
+            for addr, store in stores.items():
+                fixed = fixed_store_range(store)
+                if fixed is None or self._unit.write_protected(*fixed):
+                    self._helpers_to_hook.add(addr)
+        return self._helpers_to_hook
 
     def _mappings_changed(self) -> None:
         # (brk and data mmaps leave the executable memory as it was: no new scan for them)
@@ -333,6 +340,7 @@ class Cpu:
     def _scan_helper_stores(self) -> dict[int, HelperStore]:
         """The helper-storing instructions in executable memory, scanned when it may have changed."""
         if self._scanned_code is None:
+            self._scans += 1
             self._scanned_code = self._executable_runs()
             self._helper_stores = find_helper_stores(
                 (begin, bytes(self.uc.mem_read(begin, end - begin))) for begin, end in self._scanned_code)

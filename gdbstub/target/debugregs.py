@@ -312,6 +312,10 @@ class DebugUnit:
         """Some watched page is write-protected (stores made in C helpers need the CPU's help)."""
         return bool(self._write_protected)
 
+    @property
+    def write_protected_pages(self) -> frozenset[int]:
+        return self._write_protected
+
     def write_protected(self, start: int, end: int) -> bool:
         """Would a store to [start, end) fault on a watched page now (outside a watched step)?"""
         if self._stepping or not self._write_protected:
