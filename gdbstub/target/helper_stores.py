@@ -40,8 +40,9 @@ _STORE_WIDTH = {
     "fstp": 10, "fbstp": 10,                # only the m80 form is scanned for
     "fnsave": 108, "fnstenv": 28,
     "fxsave": 512, "fxsave64": 512,
-    # the XSAVE area's size depends on XCR0: a page is more than any Unicorn writes
-    "xsave": 4096, "xsave64": 4096, "xsaveopt": 4096, "xsaveopt64": 4096,
+    # the legacy region and the XSAVE header: x87 and SSE are the only state components Unicorn
+    # 2.1.4 has (measured: it writes up to byte 520, XSTATE_BV)
+    "xsave": 576, "xsave64": 576, "xsaveopt": 576, "xsaveopt64": 576,
     "cmpxchg8b": 8, "cmpxchg16b": 16,
     "maskmovq": 8, "maskmovdqu": 16,        # implicit operand: [rdi]
 }

@@ -453,6 +453,20 @@ def test_a_helper_store_the_program_may_not_make_faults_before_it(target, last_p
     assert rec.hits == [] and cpu.read_memory(DATA_BASE + 0x3000, 0x1000) == before
 
 
+def test_an_xsave_that_ends_just_before_an_unmapped_page_is_no_fault():
+    end = DATA_BASE + 0x4000                        # the data area's end: unmapped above
+    prog, cpu, rec = build_cpu(f"""
+        mov eax, 3
+        xor edx, edx
+    insn:
+        xsave [{end - 576:#x}]
+    next:
+        int3
+    """, [w(end - 576 + 160, 8)], WatchMode.PROTECT)
+    stop = cpu.run()
+    assert (stop.kind, stop.pc, [h.ip for h in rec.hits]) == (StopKind.WATCH, prog["next"], [prog["insn"]])
+
+
 def test_a_helper_store_the_debugger_patches_in_is_watched_too():
     prog, cpu, rec = build_cpu("""
         int3
