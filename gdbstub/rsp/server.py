@@ -24,6 +24,15 @@ from .session import Session
 
 log = logging.getLogger("gdbstub.server")
 
+_SHUTDOWN_STOP_SECONDS = 5.0
+
+
+def _is_shutdown(exc: BaseException) -> bool:
+    """Is this the server being stopped (Ctrl-C, or the cancellation that spreads it)?"""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split((trio.Cancelled, KeyboardInterrupt))[1] is None
+    return isinstance(exc, (trio.Cancelled, KeyboardInterrupt))
+
 
 def _server_codec() -> Codec:
     # PacketSize limits the data characters, not the `$`/`#xx` frame (GDB manual, qSupported).
@@ -47,8 +56,9 @@ class Connection:
         try:
             while not self.closing:
                 await self._receive(await self._receive_some())
-        except trio.Cancelled:
-            self.closing = self.closing or "the server is shutting down"
+        except BaseException as exc:
+            if _is_shutdown(exc):
+                self.closing = self.closing or "the server is shutting down"
             raise
         finally:
             self.session.disconnected()
@@ -131,9 +141,13 @@ class Connection:
             try:
                 event = await trio.to_thread.run_sync(self.machine.run, False, thread_name="cpu",
                                                       abandon_on_cancel=True)
-            except trio.Cancelled:
-                # The server is shutting down (Ctrl-C in its terminal): end the run too.
+            except BaseException:
+                # The server is shutting down (Ctrl-C in its terminal: a Cancelled, or with --stdio
+                # a KeyboardInterrupt): end the run, and wait for the CPU thread, which must be
+                # done with Unicorn before the connection is released and the process exits.
                 self.machine.detach_stop()
+                if not self.machine.wait_stopped(_SHUTDOWN_STOP_SECONDS):
+                    log.warning("the CPU did not stop within %g s of the shutdown", _SHUTDOWN_STOP_SECONDS)
                 raise
             nursery.cancel_scope.cancel()
         return event

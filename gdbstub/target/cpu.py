@@ -54,7 +54,7 @@ from unicorn import (
 from unicorn.x86_const import UC_X86_REG_ECX, UC_X86_REG_EFLAGS, UC_X86_REG_RCX, UC_X86_REG_RIP
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_X, Hit, WatchSlot
-from gdbstub.target.debugregs import PAGE_SIZE, DebugUnit, WatchFault, WatchMode, WatchStatistics
+from gdbstub.target.debugregs import DebugUnit, WatchFault, WatchMode, WatchStatistics
 from gdbstub.target.disasm import LEGACY_PREFIXES, MAX_INSN_LEN, REX_PREFIXES
 from gdbstub.target.helper_stores import HelperStore, find_helper_stores, fixed_store_range, store_range
 from gdbstub.target.events import (
@@ -158,6 +158,7 @@ class Cpu:
         self._resume_through: int | None = None
         self._resume_pc: int | None = None         # RIP after the last step, if known
         self._helper_store_at: int | None = None   # stopped before a helper store to a watched page
+        self._resync_pending = False               # stopped to install hooks: the run goes on
         self._in_emulation = False
         self._hooks_stale = False                  # slot/breakpoint change made inside a hook
         self._count_hook_live = False              # Unicorn's count hook is in the cached blocks
@@ -166,6 +167,8 @@ class Cpu:
         # Cross-thread stop requests.
         self._lock = threading.Lock()
         self._running = False
+        self._idle = threading.Event()             # set while no run() is active
+        self._idle.set()
         self._pending: int | _Detach | None = None
         self._stop_retrier: threading.Thread | None = None
 
@@ -272,7 +275,9 @@ class Cpu:
 
     def _settle_when_idle(self) -> None:
         # (another thread inspecting a running CPU must not change Unicorn's state under it)
-        if not self._running:
+        with self._lock:
+            running = self._running
+        if not running:
             self._settle_slots()
 
     def _settle_slots(self) -> None:
@@ -321,9 +326,14 @@ class Cpu:
 
     def _mappings_changed(self) -> None:
         # (brk and data mmaps leave the executable memory as it was: no new scan for them)
-        if self._scanned_code is not None and self._executable_runs() != self._scanned_code:
-            self._scanned_code = None
-            self._sync_code_hooks()
+        if self._scanned_code is None or self._executable_runs() == self._scanned_code:
+            return
+        self._scanned_code = None
+        self._sync_code_hooks()
+        if self._in_emulation and self._unit.protects_writes:
+            # (a system call mapped code: hook its helper stores before any of it runs)
+            self._resync_pending = True
+            self.uc.emu_stop()
 
     def _executable_runs(self) -> tuple[tuple[int, int], ...]:
         """[begin, end) of each stretch of memory the program may execute."""
@@ -407,6 +417,8 @@ class Cpu:
                 raise RuntimeError("Cpu.run() is already active")
             queued = self._pending is not None
             self._running = not queued
+            if not queued:
+                self._idle.clear()
         if queued:
             event = self._take_request()
             assert event is not None
@@ -418,6 +430,11 @@ class Cpu:
                 self._running = False
                 # A request that raced with another stop reason belongs to the run it interrupted.
                 self._pending = None
+                self._idle.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no run() is active (any thread); False if one still is after `timeout` s."""
+        return self._idle.wait(timeout)
 
     def _run(self, step: bool) -> StopEvent:
         self._settle_slots()
@@ -457,6 +474,9 @@ class Cpu:
             event = self._stop_after_hooks()
             if event is not None:
                 return event
+            if self._resync_pending:
+                self._resync_pending = False
+                continue
             if self._resume_through is not None:
                 event = self._resume_after_resync()
                 if event is not None:
@@ -523,10 +543,11 @@ class Cpu:
         helper_store = self._protected_helper_store(pc)
         if helper_store is not None:
             # Unicorn would drop a store the guest may not make and run past it: fault here instead.
-            bad = self._first_unwritable(*helper_store)
-            if bad is not None:
-                return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, fault_addr=bad,
-                                 reason=f"helper store to {bad:#x}, which the program cannot write")
+            # (Only the first byte is sure to be written: how far the store goes is Unicorn's.)
+            start = helper_store[0]
+            if not (self._guest_perms(start) or 0) & UC_PROT_WRITE:
+                return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, fault_addr=start,
+                                 reason=f"helper store to {start:#x}, which the program cannot write")
             fault = fault or WatchFault(pc, False, 0.0)
         if fault is None and self._unit.watching_data and not self._unit.hook_mode:
             # A step that is not a watch fault's re-execution: try it with the protection in
@@ -705,13 +726,6 @@ class Cpu:
             return None
         start, end = store_range(self.uc, store)
         return (start, end) if self._unit.write_protected(start, end) else None
-
-    def _first_unwritable(self, start: int, end: int) -> int | None:
-        """The first address in [start, end) on a page the program cannot write (unmapped or read-only)."""
-        for page in range(start & ~(PAGE_SIZE - 1), end, PAGE_SIZE):
-            if not (self._guest_perms(page) or 0) & UC_PROT_WRITE:
-                return max(page, start)
-        return None
 
     def _on_interrupt(self, uc: Uc, vector: int, _: object) -> None:
         if not (vector == _DEBUG_VECTOR and self._trap_flag_step):   # a step's TF trap is the step itself

@@ -15,9 +15,9 @@ The instructions are found by scanning executable memory for their opcode
 bytes; every place where the bytes could start an instruction (after up to
 five prefix bytes) is decoded with capstone.  A place that is not a real
 instruction start only costs a hook that never fires.  The CPU scans again
-when executable memory is mapped or unmapped and when the debugger writes
-into scanned code; code the program itself writes into memory that is
-already executable is not scanned again.
+when executable memory is mapped, unmapped or made executable (stopping the
+run for it) and when the debugger writes into scanned code; code the program
+writes into memory that is already executable is not scanned again.
 """
 
 from __future__ import annotations

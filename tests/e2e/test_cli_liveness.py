@@ -4,7 +4,11 @@ Each test runs the real command and talks to it over TCP."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import trio
@@ -106,3 +110,28 @@ async def test_sigint_ends_the_server_promptly_while_the_program_runs(need_gdb):
             await first.aclose()
     finally:
         stub.stop()
+
+
+def test_sigint_ends_a_stdio_server_promptly_while_the_program_runs(need_gdb):
+    # With --stdio the connection is trio's main task: the Ctrl-C arrives as a KeyboardInterrupt there.
+    proc = subprocess.Popen([sys.executable, "-m", "gdbstub", "serve", "--stdio", str(build("spin"))],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        codec = Codec(role="client")
+        proc.stdin.write(codec.send(b"qC"))
+        proc.stdin.flush()
+        while not isinstance(event := codec.next_event(), Packet):   # the server is up and answering
+            if event is NEED_DATA:
+                codec.receive_data(os.read(proc.stdout.fileno(), 4096))
+        proc.stdin.write(codec.send(b"vCont;c"))
+        proc.stdin.flush()
+        time.sleep(0.3)                              # running now
+        proc.send_signal(signal.SIGINT)
+        proc.wait(PROMPT_SECONDS)                   # (stdin stays open: the client has not left)
+        err = proc.stderr.read()
+        assert proc.returncode == 0, err.decode(errors="replace")
+        assert b"Traceback" not in err and b"Fatal Python error" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

@@ -163,6 +163,13 @@ def test_watch_on_stores_unicorn_makes_in_a_c_helper(oracle, command, continues)
     assert_same(native, ours)
 
 
+def test_watch_sees_a_helper_store_in_code_the_program_mapped_while_running(oracle):
+    # mmap, copy the code in, mprotect it executable, call it: one run, scanned at the mprotect
+    native, ours = oracle("watch_mapped_code", [], ["watch target", "continue", "continue"])
+    assert native.gdb.count("Old value = 0") == 1 and "target=1.0" in native.program_output
+    assert_same(native, ours)
+
+
 def test_watch_on_a_long_double_on_the_stack(oracle):
     # fstpt through rbp: where it stores is known only when it runs ("next" first: from 0, not from
     # whatever the stack held)

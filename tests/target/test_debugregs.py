@@ -429,11 +429,11 @@ def test_helper_stores_in_a_loop_each_trap_once():
     assert [h.ip for h in rec.hits] == [prog["insn"]] * 50
 
 
-@pytest.mark.parametrize("target,last_page_perms,fault_at", [
-    (DATA_BASE + 0x3000, UC_PROT_READ, DATA_BASE + 0x3000),                   # made read-only
-    (DATA_BASE + 0x3F00, UC_PROT_READ | UC_PROT_WRITE, DATA_BASE + 0x4000),   # 512 bytes into unmapped
+@pytest.mark.parametrize("target,slot", [
+    (DATA_BASE + 0x3000, DATA_BASE + 0x3000 + 160),   # a page the program made read-only
+    (DATA_BASE - 0x100, DATA_BASE + 8),               # from the unmapped page below into a watched one
 ])
-def test_a_helper_store_the_program_may_not_make_faults_before_it(target, last_page_perms, fault_at):
+def test_a_helper_store_the_program_may_not_make_faults_before_it(target, slot):
     # Unicorn would drop the store and go on; Linux stops at the instruction, nothing done.
     prog = RawProgram(f"""
         fld1
@@ -442,15 +442,15 @@ def test_a_helper_store_the_program_may_not_make_faults_before_it(target, last_p
         fstp tbyte ptr [{target:#x}]
         int3
     """)
-    prog.uc.mem_protect(DATA_BASE + 0x3000, 0x1000, last_page_perms)
+    prog.uc.mem_protect(DATA_BASE + 0x3000, 0x1000, UC_PROT_READ)
     cpu = Cpu(prog.uc, watch_mode=WatchMode.PROTECT)
     rec = Recorder()
     cpu.on_debug_exception = rec
-    cpu.set_debug_slots([w(target + 160, 8)])
-    before = cpu.read_memory(DATA_BASE + 0x3000, 0x1000)
+    cpu.set_debug_slots([w(slot, 8)])
+    before = cpu.read_memory(DATA_BASE, 0x4000)
     stop = cpu.run()
-    assert (stop.kind, stop.signal, stop.pc, stop.fault_addr) == (StopKind.SIGNAL, SIGSEGV, prog["insn"], fault_at)
-    assert rec.hits == [] and cpu.read_memory(DATA_BASE + 0x3000, 0x1000) == before
+    assert (stop.kind, stop.signal, stop.pc, stop.fault_addr) == (StopKind.SIGNAL, SIGSEGV, prog["insn"], target)
+    assert rec.hits == [] and cpu.read_memory(DATA_BASE, 0x4000) == before
 
 
 def test_an_xsave_that_ends_just_before_an_unmapped_page_is_no_fault():

@@ -55,7 +55,7 @@ def test_finds_each_helper_store_at_its_address_and_nothing_ordinary():
 
 
 def test_a_store_right_after_bytes_that_look_like_another_is_found():
-    # b8 00 00 0f f7 | db 3c ...: "0f f7 db" reads as a maskmov whose ModRM is fstp's opcode byte
+    # b8 00 00 0f f7 | db 3f: "0f f7 db" reads as a maskmov whose ModRM is fstp's opcode byte
     program = assemble(labelled(["mov eax, 0xf70f0000", "fstp tbyte ptr [rdi]"]))
     assert program["i1"] in find_helper_stores([(program.base, program.code)])
 
