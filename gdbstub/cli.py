@@ -87,14 +87,15 @@ def serve(args) -> int:
     return 0
 
 
-def _run_to_end(machine, progress) -> str:
-    """Run the program without a debugger until it ends; a fatal signal ends it as Linux would."""
+def _run_to_end(machine, progress, every: float) -> str:
+    """Run the program without a debugger until it ends; a fatal signal ends it as Linux would.
+    Every `every` seconds a line on stderr says what `progress()` says."""
     from .target.events import StopKind
 
     ticker = threading.Event()
 
     def report() -> None:
-        while not ticker.wait(5.0):
+        while not ticker.wait(every):
             print(f"gdbstub: still running: {progress()}", file=sys.stderr, flush=True)
 
     threading.Thread(target=report, daemon=True).start()
@@ -123,7 +124,7 @@ def trace(args) -> int:
             tracer.write_filter(entry)
         except OSError as exc:
             raise SystemExit(f"gdbstub: trace filter {entry!r}: {exc.strerror}") from None
-    ending = _run_to_end(machine, lambda: f"{len(tracer.records())} accesses recorded")
+    ending = _run_to_end(machine, lambda: f"{len(tracer.records())} accesses recorded", args.progress)
     sys.stdout.flush()
     print(tracer.trace(), end="")
     print()
@@ -143,7 +144,8 @@ def perf_stat(args) -> int:
     except ValueError as exc:
         raise SystemExit(f"gdbstub: {exc}") from None
     with session:
-        ending = _run_to_end(machine, lambda: ", ".join(f"{c.name}={c.count}" for c in session.counters))
+        ending = _run_to_end(machine, lambda: ", ".join(f"{c.name}={c.count}" for c in session.counters),
+                             args.progress)
     sys.stdout.flush()
     command = " ".join([machine.exec_path, *args.args])
     print(session.format_stat(command), end="", file=sys.stderr)
@@ -153,8 +155,20 @@ def perf_stat(args) -> int:
 
 def _program_arguments(parser) -> None:
     parser.add_argument("--debug-arch", choices=("x86", "virt"), default="x86", help=argparse.SUPPRESS)
+    parser.add_argument("--progress", type=_positive_seconds, default=5.0, metavar="SECONDS",
+                        help="how often a progress line goes to stderr while the program runs (default 5)")
     parser.add_argument("program", help="static x86-64 ELF to run")
     parser.add_argument("args", nargs="*", help="arguments for the program (after -- if they start with -)")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return seconds
 
 
 def _trace_parser() -> argparse.ArgumentParser:

@@ -56,6 +56,22 @@ def test_perf_stat_counts_exactly_and_shows_refused_events(counter_program):
     assert "seconds time elapsed" in result.stderr
 
 
+@pytest.mark.parametrize("tool", [["trace", "--filter", "counter:-w-"], ["perf", "stat", "-e", "mem:counter:w"]])
+def test_a_long_run_reports_progress_on_stderr(counter_program, tool):
+    result = gdbstub(*tool, "--progress", "0.05", counter_program, "20000")
+    assert result.returncode == 0, result.stderr
+    progress = re.findall(r"^gdbstub: still running: (.*)$", result.stderr, re.MULTILINE)
+    assert progress, result.stderr
+    counts = [int(re.search(r"(\d+)", line)[1]) for line in progress]
+    assert counts == sorted(counts) and counts[-1] <= 20000         # what is counted so far, growing
+    assert "counter=20000" in result.stdout
+
+
+def test_progress_needs_a_positive_interval(counter_program):
+    result = gdbstub("perf", "stat", "-e", "mem:counter:w", "--progress", "0", counter_program)
+    assert result.returncode == 2 and "not a positive number of seconds" in result.stderr
+
+
 def test_a_tracer_holding_two_slots_leaves_gdb_exactly_two(serve):
     stub = serve("shared_slots", "4", once=True)
     out = run_gdb(stub.port, [
