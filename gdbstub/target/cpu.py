@@ -437,6 +437,7 @@ class Cpu:
         return self._idle.wait(timeout)
 
     def _run(self, step: bool) -> StopEvent:
+        self._resync_pending = False     # (one set by a step that mapped code has been served)
         self._settle_slots()
         pc = self.pc
         rf = pc if self._rf_addr == pc else None
