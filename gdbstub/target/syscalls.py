@@ -71,9 +71,11 @@ Handler = Callable[..., int]
 SYSCALLS: dict[int, Handler] = {}
 
 
-def syscall(nr: int) -> Callable[[Handler], Handler]:
+def syscall(*numbers: int) -> Callable[[Handler], Handler]:
+    """Register `fn` for each syscall number: calls that differ only in number share one handler."""
     def register(fn: Handler) -> Handler:
-        SYSCALLS[nr] = fn
+        for nr in numbers:
+            SYSCALLS[nr] = fn
         return fn
 
     return register
@@ -242,34 +244,14 @@ def sys_lseek(p: LinuxProcess, fd: int, *_: int) -> int:
     return -E.ESPIPE if s32(fd) in p.open_fds else -E.EBADF
 
 
-@syscall(2)
+@syscall(2, 4, 6, 21)                       # open, stat, lstat, access: no file system to look in
 def sys_open(p: LinuxProcess, path: int, *_: int) -> int:
     p.read_cstring(path)                    # EFAULT before ENOENT, like the kernel
     return -E.ENOENT
 
 
-@syscall(257)
+@syscall(257, 269)                          # openat, faccessat: the same with a dirfd first
 def sys_openat(p: LinuxProcess, dirfd: int, path: int, *_: int) -> int:
-    return sys_open(p, path)
-
-
-@syscall(21)
-def sys_access(p: LinuxProcess, path: int, *_: int) -> int:
-    return sys_open(p, path)
-
-
-@syscall(269)
-def sys_faccessat(p: LinuxProcess, dirfd: int, path: int, *_: int) -> int:
-    return sys_open(p, path)
-
-
-@syscall(4)
-def sys_stat(p: LinuxProcess, path: int, *_: int) -> int:
-    return sys_open(p, path)
-
-
-@syscall(6)
-def sys_lstat(p: LinuxProcess, path: int, *_: int) -> int:
     return sys_open(p, path)
 
 
@@ -518,15 +500,9 @@ def sys_madvise(p: LinuxProcess, *_: int) -> int:
 
 
 # --------------------------------------------------------------------------- process and threads
-@syscall(60)
+@syscall(60, 231)                           # exit, exit_group
 def sys_exit(p: LinuxProcess, status: int, *_: int) -> int:
     p.exit(status)                          # single-threaded: ending the thread ends the process
-    return 0
-
-
-@syscall(231)
-def sys_exit_group(p: LinuxProcess, status: int, *_: int) -> int:
-    p.exit(status)
     return 0
 
 
