@@ -10,10 +10,7 @@ values come from the test programs (tests/programs/watch_*.c) and from x86 facts
 from __future__ import annotations
 
 import re
-import shutil
-import signal
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 
@@ -21,6 +18,7 @@ import pytest
 
 from tests.programs.build import build
 
+from .oracle import GDBSERVER, GdbserverProcess
 from .stub import GDB_TIMEOUT, gdb_args, run_gdb_interrupting, wait_for
 
 DR6_RESET = 0xFFFF0FF0                    # Intel SDM: DR6's reserved bits read as 1
@@ -265,31 +263,10 @@ def _normalized(out: str) -> list[str]:
 
 
 def test_watch_on_a_local_matches_gdbserver(serve):
-    gdbserver = shutil.which("gdbserver")
-    if gdbserver is None:
+    if GDBSERVER is None:
         pytest.skip("gdbserver is not installed")
-    program = str(build("watch_scope"))
-    server = subprocess.Popen([gdbserver, "--once", "127.0.0.1:0", program], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
-    try:
-        port_seen = threading.Event()
-        lines: list[str] = []
-
-        def pump() -> None:
-            for line in server.stdout:
-                lines.append(line)
-                if "Listening on port" in line:
-                    port_seen.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not port_seen.wait(10):
-            pytest.skip(f"gdbserver did not start (ptrace not allowed?): {''.join(lines)}")
-        port = int(re.search(r"Listening on port (\d+)", "".join(lines)).group(1))
-        reference = run_gdb_ordered(port, SCOPE_COMMANDS)
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGKILL)
-        server.wait(5)
+    with GdbserverProcess(build("watch_scope")) as server:
+        reference = run_gdb_ordered(server.port, SCOPE_COMMANDS)
     stub = serve("watch_scope", once=True)
     ours = run_gdb_ordered(stub.port, SCOPE_COMMANDS)
     assert "Watchpoint 2 deleted" in reference
