@@ -33,6 +33,18 @@ DATA_PAGES = 4
 STACK_TOP = 0x800000          # the stack grows down from here
 STACK_SIZE = 0x10000
 
+# Adds 1 to qword [X] three times (X: the test's `.set` data address); `target` is its `dec rcx`, where
+# breakpoint and execute-slot tests stop.
+COUNTED_LOOP = """
+    mov rcx, 3
+loop:
+    add qword ptr [X], 1
+target:
+    dec rcx
+    jnz loop
+    int3
+"""
+
 _CACHE_DIR = Path(tempfile.gettempdir()) / "trio-gdbstub-asm-cache"
 _TOOL_TIMEOUT = 30
 

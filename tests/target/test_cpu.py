@@ -8,6 +8,7 @@ import io
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -23,15 +24,15 @@ from gdbstub.target.debugregs import WatchMode
 from gdbstub.target.events import (
     SIGABRT, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, StopEvent, StopKind,
 )
-from tests.target.asm import CODE_BASE, DATA_BASE, RawProgram
+from tests.target.asm import CODE_BASE, COUNTED_LOOP, DATA_BASE, RawProgram
 
 X = DATA_BASE + 0x100
 TF = 0x100            # EFLAGS.TF
 
 
-def make(source: str, start: str | None = None) -> tuple[RawProgram, Cpu]:
+def make(source: str, start: str | None = None, watch_mode: WatchMode = WatchMode.AUTO) -> tuple[RawProgram, Cpu]:
     prog = RawProgram(f".set X, {X:#x}\n" + source, start=start)
-    return prog, Cpu(prog.uc)
+    return prog, Cpu(prog.uc, watch_mode=watch_mode)
 
 
 def signal_stop(stop: StopEvent) -> tuple[StopKind, int, int]:
@@ -39,19 +40,8 @@ def signal_stop(stop: StopEvent) -> tuple[StopKind, int, int]:
 
 
 # ---- software breakpoints ----------------------------------------------------------------------
-BP_LOOP = """
-    mov rcx, 3
-loop:
-    add qword ptr [X], 1
-target:
-    dec rcx
-    jnz loop
-    int3
-"""
-
-
 def test_sw_breakpoint_stops_before_the_instruction_each_arrival():
-    prog, cpu = make(BP_LOOP)
+    prog, cpu = make(COUNTED_LOOP)
     cpu.add_sw_breakpoint(prog["target"])
     counters = []
     for _ in range(3):
@@ -68,7 +58,7 @@ def test_sw_breakpoint_stops_before_the_instruction_each_arrival():
 
 
 def test_sw_breakpoint_at_the_start_address_stops_at_once():
-    prog, cpu = make(BP_LOOP)
+    prog, cpu = make(COUNTED_LOOP)
     cpu.add_sw_breakpoint(CODE_BASE)
     for step in (False, True):
         stop = cpu.run(step=step)
@@ -77,14 +67,14 @@ def test_sw_breakpoint_at_the_start_address_stops_at_once():
 
 
 def test_sw_breakpoints_never_show_in_memory():
-    prog, cpu = make(BP_LOOP)
+    prog, cpu = make(COUNTED_LOOP)
     before = cpu.read_memory(CODE_BASE, len(prog.asm.code))
     cpu.add_sw_breakpoint(prog["target"])
     assert cpu.read_memory(CODE_BASE, len(prog.asm.code)) == before == prog.asm.code
 
 
 def test_removed_breakpoint_no_longer_fires_in_translated_code():
-    prog, cpu = make(BP_LOOP)
+    prog, cpu = make(COUNTED_LOOP)
     cpu.add_sw_breakpoint(prog["target"])
     assert cpu.run().kind is StopKind.SWBREAK
     cpu.remove_sw_breakpoint(prog["target"])
@@ -94,7 +84,7 @@ def test_removed_breakpoint_no_longer_fires_in_translated_code():
 
 # ---- the fast path has no hooks ----------------------------------------------------------------
 def test_unarmed_cpu_has_no_code_or_memory_hook():
-    prog, cpu = make(BP_LOOP)
+    prog, cpu = make(COUNTED_LOOP)
     assert cpu.hook_counts == {"code": 0, "memory": 0}
     cpu.add_sw_breakpoint(prog["target"])
     cpu.set_debug_slots([WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X), WatchSlot(1, X, 8, HW_BREAKPOINT_W)])
@@ -108,7 +98,7 @@ def test_unarmed_cpu_has_no_code_or_memory_hook():
 
 
 def test_memory_hook_lives_only_during_a_watched_step():
-    prog, cpu = make(BP_LOOP)
+    prog, cpu = make(COUNTED_LOOP)
     seen = []
     cpu.on_debug_exception = lambda hit: seen.append(dict(cpu.hook_counts)) or False
     cpu.set_debug_slots([WatchSlot(0, X, 8, HW_BREAKPOINT_W)])
@@ -236,7 +226,7 @@ def test_a_step_stopped_before_a_popf_leaves_tf_clear():
 
 
 def test_a_hook_exception_leaves_run_as_itself():
-    prog, cpu = make(BP_LOOP)
+    prog, cpu = make(COUNTED_LOOP)
 
     def broken(hit: Hit) -> bool:
         raise ZeroDivisionError("consumer bug")
@@ -305,16 +295,29 @@ spin:
     jmp spin
 after:
 """
+SPIN_ON_WATCHED_X = """
+spin:
+    add qword ptr [X], 1
+    jmp spin
+after:
+"""
+
+
+def run_stopped_from_another_thread(cpu: Cpu, after: float,
+                                    stop: Callable[[], object] | None = None) -> tuple[StopEvent, float]:
+    """Run while a timer calls `stop` (default: cpu.request_stop) `after` s in; the stop and the run's seconds."""
+    timer = threading.Timer(after, stop or cpu.request_stop)
+    started = time.monotonic()
+    timer.start()
+    stop_event = cpu.run()
+    elapsed = time.monotonic() - started
+    timer.join()
+    return stop_event, elapsed
 
 
 def test_ctrl_c_stops_a_tight_loop_promptly():
     prog, cpu = make(SPIN)
-    timer = threading.Timer(0.05, cpu.request_stop)
-    started = time.monotonic()
-    timer.start()
-    stop = cpu.run()
-    elapsed = time.monotonic() - started
-    timer.join()
+    stop, elapsed = run_stopped_from_another_thread(cpu, after=0.05)
     assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGINT)
     assert elapsed < 0.15
     assert prog["spin"] <= stop.pc < prog["after"]
@@ -322,41 +325,21 @@ def test_ctrl_c_stops_a_tight_loop_promptly():
 
 
 def test_ctrl_c_stops_a_loop_that_is_busy_with_watch_faults():
-    prog, cpu = make("""
-    spin:
-        add qword ptr [X], 1
-        jmp spin
-    after:
-    """)
+    prog, cpu = make(SPIN_ON_WATCHED_X)
     cpu.on_debug_exception = lambda hit: False
     cpu.set_debug_slots([WatchSlot(0, X, 8, HW_BREAKPOINT_W)])
-    timer = threading.Timer(0.05, cpu.request_stop)
-    started = time.monotonic()
-    timer.start()
-    stop = cpu.run()
-    timer.join()
-    assert time.monotonic() - started < 1.0     # the stop is not starved (~60 ms measured; loose for loaded CI)
+    stop, elapsed = run_stopped_from_another_thread(cpu, after=0.05)
+    assert elapsed < 1.0     # the stop is not starved (~60 ms measured; loose for loaded CI)
     assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGINT)
     assert prog["spin"] <= stop.pc < prog["after"]
 
 
 def test_ctrl_c_stops_a_loop_busy_with_hook_stops():
-    prog = RawProgram(f"""
-        .set X, {X:#x}
-    spin:
-        add qword ptr [X], 1
-        jmp spin
-    after:
-    """)
-    cpu = Cpu(prog.uc, watch_mode=WatchMode.HOOK)
+    prog, cpu = make(SPIN_ON_WATCHED_X, watch_mode=WatchMode.HOOK)
     cpu.on_debug_exception = lambda hit: False
     cpu.set_debug_slots([WatchSlot(0, X, 8, HW_BREAKPOINT_W)])
-    timer = threading.Timer(0.05, cpu.request_stop)
-    started = time.monotonic()
-    timer.start()
-    stop = cpu.run()
-    timer.join()
-    assert time.monotonic() - started < 1.0     # the stop is not starved (~60 ms measured; loose for loaded CI)
+    stop, elapsed = run_stopped_from_another_thread(cpu, after=0.05)
+    assert elapsed < 1.0     # the stop is not starved (~60 ms measured; loose for loaded CI)
     assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGINT)
     assert prog["spin"] <= stop.pc < prog["after"] and cpu.watch_statistics().hook_stops > 0
 
@@ -378,10 +361,7 @@ def test_request_stop_with_another_signal():
 
 def test_detach_stop_ends_an_active_run():
     prog, cpu = make(SPIN)
-    timer = threading.Timer(0.03, cpu.detach_stop)
-    timer.start()
-    stop = cpu.run()
-    timer.join()
+    stop, _ = run_stopped_from_another_thread(cpu, after=0.03, stop=cpu.detach_stop)
     assert stop.kind is StopKind.DETACHED
 
 
@@ -389,10 +369,7 @@ def test_many_runs_each_stopped_by_one_request():
     # Requests race with the start of emu_start: every one must still land.
     prog, cpu = make(SPIN)
     for delay in (0.0, 0.0001, 0.001, 0.0, 0.002):
-        timer = threading.Timer(delay, cpu.request_stop)
-        timer.start()
-        stop = cpu.run()
-        timer.join()
+        stop, _ = run_stopped_from_another_thread(cpu, after=delay)
         assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGINT)
 
 

@@ -22,7 +22,7 @@ from gdbstub.hwbp.attr import (
 from gdbstub.target.cpu import Cpu
 from gdbstub.target.debugregs import WatchMode, pages_of, slot_matches
 from gdbstub.target.events import SIGSEGV, SIGTRAP, StopKind, WatchHit
-from tests.target.asm import CODE_BASE, DATA_BASE, STACK_TOP, RawProgram, assemble
+from tests.target.asm import CODE_BASE, COUNTED_LOOP, DATA_BASE, STACK_TOP, RawProgram, assemble
 
 X = DATA_BASE + 0x100        # the watched variable of most programs
 
@@ -61,6 +61,19 @@ def mode(request) -> WatchMode:
 def make_cpu(mode: WatchMode):
     """make_cpu(source, slots, stop=True, start=None, code_perms=None) -> (program, cpu, recorder)."""
     return functools.partial(build_cpu, mode=mode)
+
+
+def rep_stosq_at_x(count: int, value: int) -> str:
+    """`rep stosq` of `count` qwords of `value` from X, labelled `insn`, then int3 at `next`."""
+    return f"""
+        mov rdi, X
+        mov rcx, {count}
+        mov rax, {value}
+    insn:
+        rep stosq
+    next:
+        int3
+    """
 
 
 def assert_python_stops(cpu: Cpu, mode: WatchMode, stops: int) -> None:
@@ -238,15 +251,7 @@ def test_sse_store_over_a_watch_in_its_middle(make_cpu):
 
 def test_rep_stosq_traps_after_the_iteration_that_wrote_the_range(make_cpu):
     # 4 qwords from X; the watch covers the third one.
-    prog, cpu, rec = make_cpu("""
-        mov rdi, X
-        mov rcx, 4
-        mov rax, -1
-    insn:
-        rep stosq
-    next:
-        int3
-    """, [w(X + 16, 8)])
+    prog, cpu, rec = make_cpu(rep_stosq_at_x(count=4, value=-1), [w(X + 16, 8)])
     stop = cpu.run()
     assert stop.kind is StopKind.WATCH
     # Hardware: RIP still at the REP instruction, RCX counts the iterations left.
@@ -262,15 +267,7 @@ def test_rep_stosq_traps_after_the_iteration_that_wrote_the_range(make_cpu):
 
 
 def test_rep_stosq_trap_on_the_last_iteration_leaves_the_instruction(make_cpu):
-    prog, cpu, rec = make_cpu("""
-        mov rdi, X
-        mov rcx, 3
-        mov rax, 2
-    insn:
-        rep stosq
-    next:
-        int3
-    """, [w(X + 16, 8)])
+    prog, cpu, rec = make_cpu(rep_stosq_at_x(count=3, value=2), [w(X + 16, 8)])
     stop = cpu.run()
     assert (stop.kind, stop.pc) == (StopKind.WATCH, prog["next"])
     assert (reg(cpu, UC_X86_REG_RCX), reg(cpu, UC_X86_REG_RDI)) == (0, X + 24)
@@ -713,19 +710,8 @@ def test_handler_can_disarm_its_slot_from_a_data_hit(make_cpu):
 
 
 # ---- execute slots: faults with RF semantics ---------------------------------------------------
-EXEC_LOOP = """
-    mov rcx, 3
-loop:
-    add qword ptr [X], 1
-target:
-    dec rcx
-    jnz loop
-    int3
-"""
-
-
 def test_exec_slot_faults_before_and_resume_runs_the_instruction_once(make_cpu):
-    prog, cpu, rec = make_cpu(EXEC_LOOP, [])
+    prog, cpu, rec = make_cpu(COUNTED_LOOP, [])
     cpu.set_debug_slots([WatchSlot(1, prog["target"], 1, HW_BREAKPOINT_X)])
     counts = []
     for _ in range(3):
@@ -753,7 +739,7 @@ def test_exec_slot_on_a_one_instruction_loop_stops_on_every_arrival(make_cpu):
 
 
 def test_non_stopping_exec_handler_counts_every_arrival(make_cpu):
-    prog, cpu, rec = make_cpu(EXEC_LOOP, [], stop=False)
+    prog, cpu, rec = make_cpu(COUNTED_LOOP, [], stop=False)
     cpu.set_debug_slots([WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X)])
     stop = cpu.run()
     assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGTRAP)
@@ -763,7 +749,7 @@ def test_non_stopping_exec_handler_counts_every_arrival(make_cpu):
 def test_non_stopping_exec_slot_on_a_watched_instruction_counts_once_per_arrival(make_cpu):
     # The instruction under the execute slot also faults on a watched page:
     # it is re-executed by the watch step, which must not call the handler again.
-    prog, cpu, rec = make_cpu(EXEC_LOOP, [], stop=False)
+    prog, cpu, rec = make_cpu(COUNTED_LOOP, [], stop=False)
     cpu.set_debug_slots([WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X), w(X, 8, index=1)])
     stop = cpu.run()
     assert stop.signal == SIGTRAP
@@ -772,7 +758,7 @@ def test_non_stopping_exec_slot_on_a_watched_instruction_counts_once_per_arrival
 
 
 def test_exec_slot_right_after_a_watched_instruction(make_cpu):
-    prog, cpu, rec = make_cpu(EXEC_LOOP, [])
+    prog, cpu, rec = make_cpu(COUNTED_LOOP, [])
     cpu.set_debug_slots([WatchSlot(0, prog["target"], 1, HW_BREAKPOINT_X), w(X, 8, index=1)])
     kinds = [(s.kind, s.pc) for s in (cpu.run() for _ in range(4))]
     assert kinds == [(StopKind.WATCH, prog["target"]), (StopKind.HWBREAK, prog["target"])] * 2
@@ -780,7 +766,7 @@ def test_exec_slot_right_after_a_watched_instruction(make_cpu):
 
 
 def test_exec_handler_can_arm_a_data_slot_while_running(make_cpu):
-    prog, cpu, rec = make_cpu(EXEC_LOOP, [], stop=False)
+    prog, cpu, rec = make_cpu(COUNTED_LOOP, [], stop=False)
     exec_slot = WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X)
     cpu.set_debug_slots([exec_slot])
 
@@ -820,7 +806,7 @@ def test_step_with_a_non_stopping_data_handler_reports_step(make_cpu):
 
 
 def test_step_at_an_exec_slot_faults_then_steps_past_it(make_cpu):
-    prog, cpu, rec = make_cpu(EXEC_LOOP, [])
+    prog, cpu, rec = make_cpu(COUNTED_LOOP, [])
     cpu.set_debug_slots([WatchSlot(0, prog["target"], 1, HW_BREAKPOINT_X)])
     cpu.pc = prog["target"]
     assert (cpu.run(step=True).kind, cpu.pc) == (StopKind.HWBREAK, prog["target"])
@@ -830,15 +816,7 @@ def test_step_at_an_exec_slot_faults_then_steps_past_it(make_cpu):
 
 
 def test_step_one_rep_iteration_at_a_time(make_cpu):
-    prog, cpu, rec = make_cpu("""
-        mov rdi, X
-        mov rcx, 3
-        mov rax, 1
-    insn:
-        rep stosq
-    next:
-        int3
-    """, [])
+    prog, cpu, rec = make_cpu(rep_stosq_at_x(count=3, value=1), [])
     cpu.pc = prog["insn"]
     cpu.uc.reg_write(UC_X86_REG_RDI, X)
     cpu.uc.reg_write(UC_X86_REG_RCX, 3)
@@ -850,14 +828,7 @@ def test_step_one_rep_iteration_at_a_time(make_cpu):
 
 
 def test_rep_iteration_step_writes_one_element(make_cpu):
-    prog, cpu, rec = make_cpu("""
-        mov rdi, X
-        mov rcx, 3
-        mov rax, 1
-    insn:
-        rep stosq
-        int3
-    """, [w(X + 8, 8)])
+    prog, cpu, rec = make_cpu(rep_stosq_at_x(count=3, value=1), [w(X + 8, 8)])
     for _ in range(3):
         cpu.run(step=True)
     stop = cpu.run(step=True)                            # first iteration
@@ -887,7 +858,7 @@ def test_stopping_handler_that_disarms_its_slot_still_reports_it(make_cpu):
 
 
 def test_stopping_exec_handler_that_replaces_the_slots_inside_the_hook(make_cpu):
-    prog, cpu, rec = make_cpu(EXEC_LOOP, [])
+    prog, cpu, rec = make_cpu(COUNTED_LOOP, [])
     cpu.set_debug_slots([WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X)])
 
     def swap(hit: Hit) -> bool:
