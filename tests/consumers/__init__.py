@@ -13,7 +13,8 @@ from pathlib import Path
 
 from tests.programs.build import build, have_compiler  # noqa: F401  (have_compiler: for the tests)
 
-from gdbstub.hwbp import HW_BREAKPOINT_R, HW_BREAKPOINT_W, HW_BREAKPOINT_X, BreakpointCore, Hit
+from gdbstub.hwbp import HW_BREAKPOINT_W, HW_BREAKPOINT_X, BreakpointCore, Hit
+from gdbstub.target.debugregs import slot_matches
 
 IP = 0x401136
 
@@ -25,9 +26,8 @@ def matching_slots(core: BreakpointCore, cpu: int, addr: int, size: int, access:
         if access == HW_BREAKPOINT_X:
             if slot.access == HW_BREAKPOINT_X and slot.addr == addr:
                 found.append(slot.index)
-        elif slot.access & access & (HW_BREAKPOINT_R | HW_BREAKPOINT_W):
-            if addr < slot.addr + slot.length and slot.addr < addr + size:
-                found.append(slot.index)
+        elif slot_matches(slot, addr, size, access):   # the emulated CPU's own overlap rule
+            found.append(slot.index)
     return tuple(found)
 
 
