@@ -49,8 +49,9 @@ def _hwbp(machine, args: str) -> str:
     core = machine.core
     cpu = machine.CPU
     lines = [f"{'cpu':<4}{'slot':<8}{'address':<20}{'len':<5}{'type':<6}{'owner':<8}{'hits':>8}"]
-    for bp in sorted(core.breakpoints(), key=lambda b: (core.slot_of(b, cpu) is None, core.slot_of(b, cpu) or 0)):
-        slot = core.slot_of(bp, cpu)
+    # Each slot looked up once: installed ones in slot order, then the rest.
+    placed = [(core.slot_of(bp, cpu), bp) for bp in core.breakpoints()]
+    for slot, bp in sorted(placed, key=lambda pair: (pair[0] is None, pair[0] or 0)):
         where = core.arch.slot_name(slot) if slot is not None else "-"
         attr = bp.attr
         lines.append(f"{cpu:<4}{where:<8}{attr.bp_addr:#018x}  {attr.bp_len:<5}"
