@@ -39,7 +39,7 @@ from .hwbp import (
     HwBreakpointError,
 )
 
-__all__ = ["KsymFilterError", "KsymTracer", "TraceRecord", "parse_filter", "symbol_addresses"]
+__all__ = ["KsymFilterError", "KsymTracer", "TraceRecord", "parse_filter", "symbol_address", "symbol_addresses"]
 
 log = logging.getLogger("gdbstub.ksym")
 
@@ -304,6 +304,11 @@ def _default_task_name(task: Hashable | None) -> str:
     return str(task)
 
 
+def symbol_address(value: object) -> int:
+    """The address of one symbol table value: an int, or anything with `.addr` (elf.Symbol)."""
+    return value if isinstance(value, int) else int(getattr(value, "addr"))
+
+
 def symbol_addresses(symbols: Mapping[str, object]) -> dict[str, int]:
     """name -> address from a table whose values are ints or carry `.addr` (elf.Symbol)."""
-    return {name: value if isinstance(value, int) else int(getattr(value, "addr")) for name, value in symbols.items()}
+    return {name: symbol_address(value) for name, value in symbols.items()}

@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .hwbp.attr import SIZEOF_LONG
-from .ksym import symbol_addresses
+from .ksym import symbol_address
 from .hwbp import (
     HW_BREAKPOINT_LEN_4,
     HW_BREAKPOINT_R,
@@ -103,7 +103,7 @@ def _parse_address(where: str, symbols: Mapping[str, object] | None, text: str) 
     if symbols is not None and _SYMBOL.fullmatch(where):
         if where not in symbols:
             raise ValueError(f"{text!r}: no symbol {where!r} in the program")
-        return symbol_addresses({where: symbols[where]})[where]
+        return symbol_address(symbols[where])
     raise ValueError(f"{text!r}: address {where!r} is not a number" + ("" if symbols is None else " or a symbol"))
 
 
