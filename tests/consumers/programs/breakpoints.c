@@ -45,7 +45,7 @@ static void read_var(int i, int len)
 
 void _start(void)
 {
-    int len, local, global, i;
+    int write, len, local, global, i;
 
     for (local = 0; local < 2; local++)
         for (global = 0; global < 2; global++) {
@@ -57,27 +57,21 @@ void _start(void)
             }
         }
 
-    for (len = 1; len <= 8; len <<= 1)
-        for (local = 0; local < 2; local++)
-            for (global = 0; global < 2; global++) {
-                if (!local && !global)
-                    continue;
-                for (i = 0; i < 4; i++) {
-                    write_var(i, len);
-                    done++;
+    /* All the writes first, then all the reads. */
+    for (write = 1; write >= 0; write--)
+        for (len = 1; len <= 8; len <<= 1)
+            for (local = 0; local < 2; local++)
+                for (global = 0; global < 2; global++) {
+                    if (!local && !global)
+                        continue;
+                    for (i = 0; i < 4; i++) {
+                        if (write)
+                            write_var(i, len);
+                        else
+                            read_var(i, len);
+                        done++;
+                    }
                 }
-            }
-
-    for (len = 1; len <= 8; len <<= 1)
-        for (local = 0; local < 2; local++)
-            for (global = 0; global < 2; global++) {
-                if (!local && !global)
-                    continue;
-                for (i = 0; i < 4; i++) {
-                    read_var(i, len);
-                    done++;
-                }
-            }
 
     __asm__ volatile(".byte 0xf1");   /* icebp */
     done++;
