@@ -622,7 +622,7 @@ class Cpu:
         Unicorn's counted execution stops at the REP with the counter at zero
         and needs one more (memory-free) step to leave it.
         """
-        counter = _rep_counter(self.read_memory(pc, 15))
+        counter = _rep_counter(self.read_memory(pc, MAX_INSN_LEN))
         if counter is None or self.uc.reg_read(counter) != 0:
             return False
         self._suppress_at = pc
@@ -771,28 +771,30 @@ def _hlt_stop(pc: int) -> StopEvent:
     return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=pc, reason="hlt in user mode")
 
 
-def _rep_counter(code: bytes) -> int | None:
-    """The count register (RCX, or ECX under 0x67) of a REP string instruction, else None."""
+def _opcode_and_prefixes(code: bytes) -> tuple[int | None, set[int]]:
+    """The first opcode byte of the instruction `code` starts with (None if there is none) and
+    the legacy prefixes before it."""
     prefixes = set()
-    for i, byte in enumerate(code):
+    for byte in code:
         if byte in LEGACY_PREFIXES:
             prefixes.add(byte)
-        elif byte in REX_PREFIXES:          # REX: must be the last prefix
-            continue
-        else:
-            if byte in _STRING_OPCODES and prefixes & {0xF2, 0xF3}:
-                return UC_X86_REG_ECX if 0x67 in prefixes else UC_X86_REG_RCX
-            return None
+        elif byte not in REX_PREFIXES:      # (REX only sits between the prefixes and the opcode)
+            return byte, prefixes
+    return None, prefixes
+
+
+def _rep_counter(code: bytes) -> int | None:
+    """The count register (RCX, or ECX under 0x67) of a REP string instruction, else None."""
+    opcode, prefixes = _opcode_and_prefixes(code)
+    if opcode in _STRING_OPCODES and prefixes & {0xF2, 0xF3}:
+        return UC_X86_REG_ECX if 0x67 in prefixes else UC_X86_REG_RCX
     return None
 
 
 def _loads_flags(code: bytes) -> bool:
     """Is this instruction a popf or iret (the ones that set TF themselves, for Linux's step)?"""
-    for byte in code:
-        if byte in LEGACY_PREFIXES or byte in REX_PREFIXES:
-            continue
-        return byte in (_POPF, _IRET)
-    return False
+    opcode, _ = _opcode_and_prefixes(code)
+    return opcode in (_POPF, _IRET)
 
 
 def _snapshot_perms(uc: Uc) -> Callable[[int], int | None]:

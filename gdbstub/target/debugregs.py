@@ -77,10 +77,10 @@ from unicorn.x86_const import UC_X86_REG_RIP
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_R, HW_BREAKPOINT_W, HW_BREAKPOINT_X, Hit, WatchSlot
 from gdbstub.target.disasm import MAX_INSN_LEN
+from gdbstub.target.elf import PAGE_SIZE
 
 __all__ = ["PAGE_SIZE", "DebugUnit", "WatchFault", "WatchMode", "WatchStatistics", "slot_matches", "pages_of"]
 
-PAGE_SIZE = 0x1000
 _PAGE_MASK = ~(PAGE_SIZE - 1)
 
 # What a slot kind takes away from its pages so that the access it watches faults.
