@@ -74,11 +74,13 @@ class GdbDebugger:
         self.task = task
         self._pieces: dict[tuple[int, int, int], _Piece] = {}        # (type, addr, len) -> bp
         self._requests: dict[tuple[int, int, int], list[tuple[int, int, int]]] = {}
-        self.read_watchpoints = self._arch_accepts(BreakpointAttr(0x1000, 1, HW_BREAKPOINT_R))
+        self.read_watchpoints = self._accepts(BreakpointAttr(0x1000, 1, HW_BREAKPOINT_R))
 
-    def _arch_accepts(self, attr: BreakpointAttr) -> bool:
+    def _accepts(self, attr: BreakpointAttr) -> bool:
+        """Would registration's own parse take `attr`? Asked before registering, because the
+        core reserves a slot before it parses: when none is free, its ENOSPC hides the answer."""
         try:
-            self.core.arch.hw_breakpoint_arch_parse(attr)
+            self.core.hw_breakpoint_parse(attr, privileged=True)
         except HwBreakpointError:
             return False
         return True
@@ -119,7 +121,7 @@ class GdbDebugger:
             return [(addr, SIZEOF_LONG)]
         if kind <= 0:
             raise TargetError(errno.EINVAL, "watch length 0")
-        if self._arch_accepts(BreakpointAttr(addr, kind, bp_type)):
+        if self._accepts(BreakpointAttr(addr, kind, bp_type)):
             return [(addr, kind)]
         limit = self.core.slots(bp_type)
         pieces = list(itertools.islice(split_region(addr, kind), limit + 1))
