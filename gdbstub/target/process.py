@@ -45,7 +45,8 @@ from unicorn.x86_const import (
 )
 
 from gdbstub.target.elf import MMAP_BASE, MMAP_MIN_ADDR, PAGE_SIZE, USER_TOP, ElfImage, ElfLoadError, page_up
-from gdbstub.target.syscalls import GuestFault, install_syscall_hook
+from gdbstub.target.events import SIGKILL
+from gdbstub.target.syscalls import NSIG, SIGSTOP, GuestFault, install_syscall_hook
 
 __all__ = [
     "AddressSpace",
@@ -79,12 +80,10 @@ AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0
 AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
 AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN = 23, 25, 26, 31
 
-SIGKILL, SIGSTOP = 9, 19
 _IGNORED_BY_DEFAULT = frozenset({17, 18, 23, 28})          # SIGCHLD SIGCONT SIGURG SIGWINCH
 _STOP_BY_DEFAULT = frozenset({19, 20, 21, 22})             # SIGSTOP SIGTSTP SIGTTIN SIGTTOU: no job control
 _UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
 SIG_DFL, SIG_IGN = 0, 1
-NSIG = 64
 
 
 @dataclass(frozen=True)

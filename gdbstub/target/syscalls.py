@@ -46,6 +46,7 @@ from unicorn.x86_const import (
 )
 
 from .elf import MMAP_MIN_ADDR, PAGE_SIZE, USER_TOP, page_down, page_up
+from .events import SIGKILL
 
 if TYPE_CHECKING:
     from gdbstub.target.process import LinuxProcess
@@ -716,7 +717,7 @@ def sys_clock_nanosleep(p: LinuxProcess, clock: int, flags: int, req: int, *_: i
 
 # --------------------------------------------------------------------------- signals
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
-SIGKILL, SIGSTOP, NSIG = 9, 19, 64
+SIGSTOP, NSIG = 19, 64
 SS_DISABLE = 2
 
 
