@@ -20,11 +20,12 @@ from gdbstub.hwbp import (
     BreakpointAttr,
     BreakpointCore,
     Hit,
-    HwBreakpointError,
     WatchSlot,
 )
 from gdbstub.hwbp.ptrace import PtraceDebugRegs
 from gdbstub.hwbp.x86 import DR6_RESERVED, X86DebugArch
+
+from tests.hwbp import expect_errno
 
 from . import IP, access
 
@@ -54,13 +55,6 @@ def make(ncpus: int = 1) -> tuple[BreakpointCore, PtraceDebugRegs]:
     core = BreakpointCore(X86DebugArch(), ncpus=ncpus)
     core.set_current_task(0, TASK)
     return core, PtraceDebugRegs(core, TASK)
-
-
-def expect_errno(errno: int, fn, *args) -> HwBreakpointError:
-    with pytest.raises(HwBreakpointError) as info:
-        fn(*args)
-    assert info.value.errno == errno, info.value
-    return info.value
 
 
 def fetch(core: BreakpointCore, addr: int) -> tuple[tuple[int, ...], bool]:

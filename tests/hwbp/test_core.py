@@ -22,11 +22,12 @@ from gdbstub.hwbp import (
     BreakpointAttr,
     BreakpointCore,
     Hit,
-    HwBreakpointError,
 )
 from gdbstub.hwbp.arch import TASK_SIZE_MAX
 from gdbstub.hwbp.virt import VirtDebugArch
 from gdbstub.hwbp.x86 import X86DebugArch
+
+from . import expect_errno
 
 CURRENT = "current"  # the KUnit `current` task
 OTHER = "other"  # the KUnit get_other_task()
@@ -41,13 +42,6 @@ def watch(addr: int = USER_VAR, length: int = HW_BREAKPOINT_LEN_4, bp_type: int 
 
 def hit(cpu: int, *slots: int, ip: int = 0x401000) -> Hit:
     return Hit(cpu=cpu, task=None, ip=ip, addr=USER_VAR, size=4, access=HW_BREAKPOINT_W, slots=slots)
-
-
-def expect_errno(errno: int, fn, *args, **kw) -> HwBreakpointError:
-    with pytest.raises(HwBreakpointError) as info:
-        fn(*args, **kw)
-    assert info.value.errno == errno, info.value
-    return info.value
 
 
 # --- the KUnit suite (kernel/events/hw_breakpoint_test.c) ---------------------------------
