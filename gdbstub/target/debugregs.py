@@ -122,6 +122,15 @@ def slot_matches(slot: WatchSlot, addr: int, size: int, access: int) -> bool:
     return addr < slot.addr + slot.length and slot.addr < addr + size
 
 
+def _bits_for(access: int, table: dict[int, int]) -> int:
+    """The union of `table`'s values for the HW_BREAKPOINT_* kinds in `access`."""
+    bits = 0
+    for kind, value in table.items():
+        if access & kind:
+            bits |= value
+    return bits
+
+
 def pages_of(addr: int, length: int) -> range:
     """Page base addresses covering [addr, addr + length)."""
     first = addr & _PAGE_MASK
@@ -344,10 +353,7 @@ class DebugUnit:
         self._exec_slots = {addr: tuple(sorted(idx)) for addr, idx in exec_slots.items()}
         removed: dict[int, int] = {}
         for s in self._data_slots:
-            bits = 0
-            for kind, prot in _PROT_REMOVED_FOR.items():
-                if s.access & kind:
-                    bits |= prot
+            bits = _bits_for(s.access, _PROT_REMOVED_FOR)
             for page in pages_of(s.addr, s.length):
                 removed[page] = removed.get(page, 0) | bits
         self._removed = removed
@@ -504,11 +510,8 @@ class DebugUnit:
         for s in self._data_slots:
             if hot.isdisjoint(pages_of(s.addr, s.length)):
                 continue
-            kinds = 0
-            for kind, hook_kind in _HOOK_KIND_FOR.items():
-                if s.access & kind:
-                    kinds |= hook_kind
             begin = max(0, s.addr - (_WIDEST_ACCESS - 1))
+            kinds = _bits_for(s.access, _HOOK_KIND_FOR)
             self._slot_hooks.append(self._uc.hook_add(kinds, self._on_slot_hook, begin=begin,
                                                       end=s.addr + s.length - 1))
         self._protect()
