@@ -14,9 +14,18 @@ from pathlib import Path
 from tests.programs.build import build, have_compiler  # noqa: F401  (have_compiler: for the tests)
 
 from gdbstub.hwbp import HW_BREAKPOINT_W, HW_BREAKPOINT_X, BreakpointCore, Hit
+from gdbstub.hwbp.x86 import X86DebugArch
 from gdbstub.target.debugregs import slot_matches
 
 IP = 0x401136
+
+
+def core_running(task: Hashable, ncpus: int = 1) -> BreakpointCore:
+    """An x86 core whose every CPU runs `task`, so the task's breakpoints are installed."""
+    core = BreakpointCore(X86DebugArch(), ncpus=ncpus)
+    for cpu in range(ncpus):
+        core.set_current_task(cpu, task)
+    return core
 
 
 def matching_slots(core: BreakpointCore, cpu: int, addr: int, size: int, access: int) -> tuple[int, ...]:

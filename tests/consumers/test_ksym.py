@@ -18,7 +18,7 @@ from gdbstub.hwbp import (
 from gdbstub.hwbp.x86 import DR7_FIXED_1, X86DebugArch
 from gdbstub.ksym import KsymFilterError, KsymTracer, TraceRecord, parse_filter
 
-from . import IP, access
+from . import IP, access, core_running
 
 SYMBOLS = {"counter": 0x404028, "flag": 0x40402C, "total": 0x404030, "limit": 0x404038, "spare": 0x404040}
 FUNCTIONS = {0x401120: ("bump", 0x20), 0x401140: ("check", 0x30)}
@@ -36,9 +36,7 @@ def symbolize(addr: int) -> tuple[str, int, int] | None:
 
 
 def make(ncpus: int = 2, **kw) -> tuple[BreakpointCore, KsymTracer]:
-    core = BreakpointCore(X86DebugArch(), ncpus=ncpus)
-    for cpu in range(ncpus):
-        core.set_current_task(cpu, TASK)
+    core = core_running(TASK, ncpus)
     return core, KsymTracer(core, SYMBOLS, **kw)
 
 

@@ -12,12 +12,10 @@ from gdbstub.hwbp import (
     HW_BREAKPOINT_W,
     HW_BREAKPOINT_X,
     BreakpointAttr,
-    BreakpointCore,
 )
-from gdbstub.hwbp.x86 import X86DebugArch
 from gdbstub.perf import PerfSession, parse_event
 
-from . import access
+from . import access, core_running
 
 COUNTER = 0x404028
 SYMBOLS = {"counter": COUNTER, "flag": 0x404030}
@@ -86,13 +84,6 @@ def test_symbol_may_stand_for_the_address():
 # --- counting sessions -----------------------------------------------------------------------
 
 
-def make_core(ncpus: int = 1) -> BreakpointCore:
-    core = BreakpointCore(X86DebugArch(), ncpus=ncpus)
-    for cpu in range(ncpus):
-        core.set_current_task(cpu, TASK)
-    return core
-
-
 class FakeClock:
     """A clock the test advances by hand (elapsed time becomes exact)."""
 
@@ -104,7 +95,7 @@ class FakeClock:
 
 
 def test_counts_exact_hits_and_never_stops():
-    core = make_core()
+    core = core_running(TASK)
     session = PerfSession(core, ["mem:0x404028:w", "mem:counter:rw"], task=TASK, symbols=SYMBOLS)
     with session:
         assert [c.bps[0].owner for c in session.counters] == ["perf", "perf"]
@@ -119,7 +110,7 @@ def test_counts_exact_hits_and_never_stops():
 
 
 def test_counts_agree_with_the_core():
-    core = make_core()
+    core = core_running(TASK)
     with PerfSession(core, ["mem:0x404028/8:w"], task=TASK) as session:
         access(core, COUNTER + 6, size=2)                      # overlaps the 8-byte range
         access(core, COUNTER + 8, size=8)                      # adjacent: no hit
@@ -128,7 +119,7 @@ def test_counts_agree_with_the_core():
 
 
 def test_refused_event_is_not_supported_and_others_count():
-    core = make_core()
+    core = core_running(TASK)
     clock = FakeClock()
     session = PerfSession(core, ["mem:0x404028:w", "mem:0x404028:r", "mem:counter:rw"],
                           task=TASK, symbols=SYMBOLS, clock=clock)
@@ -153,7 +144,7 @@ def test_refused_event_is_not_supported_and_others_count():
 
 
 def test_no_free_slot_is_not_supported_with_enospc():
-    core = make_core()
+    core = core_running(TASK)
     events = [f"mem:{0x404000 + 8 * n:#x}:w" for n in range(5)]
     with PerfSession(core, events, task=TASK) as session:
         assert [c.supported for c in session.counters] == [True, True, True, True, False]
@@ -162,14 +153,14 @@ def test_no_free_slot_is_not_supported_with_enospc():
 
 
 def test_syntax_error_registers_nothing():
-    core = make_core()
+    core = core_running(TASK)
     with pytest.raises(ValueError):
         PerfSession(core, ["mem:0x404028:w", "mem:0x404028:ww"], task=TASK)
     assert not core.is_used()
 
 
 def test_system_wide_counts_on_every_cpu():
-    core = make_core(ncpus=2)
+    core = core_running(TASK, ncpus=2)
     with PerfSession(core, ["mem:0x404028:w"]) as session:
         assert [bp.cpu for bp in session.counters[0].bps] == [0, 1]
         access(core, COUNTER, cpu=0)
@@ -179,7 +170,7 @@ def test_system_wide_counts_on_every_cpu():
 
 
 def test_task_counter_follows_its_task():
-    core = make_core(ncpus=1)
+    core = core_running(TASK, ncpus=1)
     with PerfSession(core, ["mem:0x404028:w"], task=TASK) as session:
         core.set_current_task(0, "other")                      # context switch: not installed
         assert access(core, COUNTER) == ((), False)
@@ -189,7 +180,7 @@ def test_task_counter_follows_its_task():
 
 
 def test_user_only_modifier_skips_kernel_hits():
-    core = make_core()
+    core = core_running(TASK)
     with PerfSession(core, ["mem:0x404028:w:u"], task=TASK) as session:
         access(core, COUNTER, ip=0x401000)
         access(core, COUNTER, ip=0xFFFF_FFFF_8100_0000)         # a kernel-mode ip

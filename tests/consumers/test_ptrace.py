@@ -23,11 +23,11 @@ from gdbstub.hwbp import (
     WatchSlot,
 )
 from gdbstub.hwbp.ptrace import PtraceDebugRegs
-from gdbstub.hwbp.x86 import DR6_RESERVED, X86DebugArch
+from gdbstub.hwbp.x86 import DR6_RESERVED
 
 from tests.hwbp import expect_errno
 
-from . import IP, access
+from . import IP, access, core_running
 
 TASK = "tracee"
 VARS = 0x404040                 # 8-byte aligned: dummy_var[0..3], 8 bytes apart
@@ -51,9 +51,8 @@ def dr7_value(slot: int, kind: str, length: int, local: bool, global_: bool) -> 
     return value
 
 
-def make(ncpus: int = 1) -> tuple[BreakpointCore, PtraceDebugRegs]:
-    core = BreakpointCore(X86DebugArch(), ncpus=ncpus)
-    core.set_current_task(0, TASK)
+def make() -> tuple[BreakpointCore, PtraceDebugRegs]:
+    core = core_running(TASK)
     return core, PtraceDebugRegs(core, TASK)
 
 
@@ -274,8 +273,7 @@ def test_release_unregisters_everything():
 
 
 def test_on_trap_reports_the_ptrace_slot():
-    core = BreakpointCore(X86DebugArch(), ncpus=1)
-    core.set_current_task(0, TASK)
+    core = core_running(TASK)
     seen: list[tuple[int, int]] = []
     regs = PtraceDebugRegs(core, TASK, on_trap=lambda slot, hit: seen.append((slot, hit.ip)))
     regs.poke(1, VARS)
