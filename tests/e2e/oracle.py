@@ -8,63 +8,39 @@ import difflib
 import re
 import shutil
 import subprocess
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gdbstub.target.process import DEFAULT_ENV
 
-from .stub import GDB_TIMEOUT, StubProcess, run_gdb
+from .stub import GDB_TIMEOUT, SERVER_EXIT_GRACE, ServerProcess, StubProcess, run_gdb
 
 GDBSERVER = shutil.which("gdbserver")
-SERVER_START_TIMEOUT = 20
-SERVER_EXIT_GRACE = 5
 
 
-class GdbserverProcess:
+class GdbserverProcess(ServerProcess):
     """`gdbserver 127.0.0.1:0 PROG ARGS` in a subprocess, the same shape as StubProcess.
 
     The program gets the stub's default environment and no shell in between (--no-startup-with-shell),
     so both runs start from the same argv and envp; gdbserver's own messages go to stderr and the
     program's stdout stays on stdout."""
 
+    name = "gdbserver"
+    port_line = re.compile(r"Listening on port (\d+)")
+
     def __init__(self, program: str | Path, *args: str):
         if GDBSERVER is None:
             raise RuntimeError("gdbserver is not installed")
         env = dict(entry.split("=", 1) for entry in DEFAULT_ENV)
-        self.proc = subprocess.Popen(
-            [GDBSERVER, "--no-startup-with-shell", "127.0.0.1:0", str(program), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+        super().__init__(
+            [GDBSERVER, "--no-startup-with-shell", "127.0.0.1:0", str(program), *args], env=env,
             start_new_session=True,      # a Ctrl-C meant for the test run must not reach it
         )
-        self.stdout_lines: list[str] = []
-        self.stderr_lines: list[str] = []
-        self.port = 0
-        self._port_seen = threading.Event()
-        self._pumps = [threading.Thread(target=self._pump, args=(pipe, lines), daemon=True)
-                       for pipe, lines in ((self.proc.stdout, self.stdout_lines),
-                                           (self.proc.stderr, self.stderr_lines))]
-        for pump in self._pumps:
-            pump.start()
-        if not self._port_seen.wait(SERVER_START_TIMEOUT):
-            self.stop()
-            raise RuntimeError(f"gdbserver did not start: {self.stderr_text()}")
-
-    def _pump(self, pipe, lines: list[str]) -> None:
-        for raw in pipe:
-            line = raw.decode(errors="replace")
-            lines.append(line)
-            if match := re.search(r"Listening on port (\d+)", line):
-                self.port = int(match.group(1))
-                self._port_seen.set()
 
     def program_output(self) -> str:
         """What the program wrote to stdout (gdbserver itself writes to stderr)."""
         return "".join(self.stdout_lines)
-
-    def stderr_text(self) -> str:
-        return "".join(self.stderr_lines)
 
     def stop(self) -> None:
         """gdbserver ends by itself once gdb killed or finished its program; otherwise kill it. Its
@@ -74,14 +50,7 @@ class GdbserverProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(SERVER_EXIT_GRACE)
-        for pump in self._pumps:          # the program's last lines are read before anyone asks
-            pump.join(SERVER_EXIT_GRACE)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+        self._join_output()
 
 
 # ----------------------------------------------------------------------------- normalising
@@ -141,33 +110,9 @@ def run_gdbserver_session(program: Path, args: Sequence[str], commands: list[str
         return Transcript("gdbserver", normalise(raw), server.program_output(), raw)
 
 
-class _StubProcessToTheEnd(StubProcess):
-    """StubProcess that also tells when its stdout reached end of file, so that what the program
-    printed last is in before it is compared."""
-
-    def __init__(self, *args: str, once: bool = False):
-        self.stdout_closed = threading.Event()
-        super().__init__(*args, once=once)
-
-    def _pump(self, pipe, lines: list[str]) -> None:
-        try:
-            super()._pump(pipe, lines)
-        finally:
-            if lines is self.stdout_lines:
-                self.stdout_closed.set()
-
-    def wait_exit(self) -> None:
-        """--once: the stub leaves after gdb does (stop() interrupts it if it did not)."""
-        try:
-            self.proc.wait(SERVER_EXIT_GRACE)
-        except subprocess.TimeoutExpired:
-            self.stop()
-        self.stdout_closed.wait(SERVER_EXIT_GRACE)
-
-
 def run_stub_session(program: Path, args: Sequence[str], commands: list[str], *,
                      timeout: float = GDB_TIMEOUT) -> Transcript:
-    with _StubProcessToTheEnd(str(program), *args, once=True) as stub:
+    with StubProcess(str(program), *args, once=True) as stub:
         raw = run_gdb(stub.port, commands, timeout=timeout)
         stub.wait_exit()
         return Transcript("our stub", normalise(raw), stub.program_output(), raw)

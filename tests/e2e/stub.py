@@ -16,57 +16,92 @@ GDB = shutil.which("gdb")
 GDB_TIMEOUT = 60
 
 
-class StubProcess:
-    """`gdbstub serve --port 0 ...` in a subprocess; its stdout is collected in a thread."""
+SERVER_START_TIMEOUT = 20
+SERVER_EXIT_GRACE = 5
 
-    def __init__(self, *args: str, once: bool = False):
-        cmd = [sys.executable, "-m", "gdbstub", "serve", "--port", "0"]
-        if once:
-            cmd.append("--once")
-        self.proc = subprocess.Popen(
-            [*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+
+class ServerProcess:
+    """A debug server in a subprocess: its stdout and stderr are collected line by line in threads,
+    and it is up once one of its lines matches `port_line` (group 1: the port it listens on)."""
+
+    name = "server"
+    port_line: re.Pattern[str]
+
+    def __init__(self, argv: list[str], **popen) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, **popen)
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
-        self._port_seen = threading.Event()
         self.port = 0
-        threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout_lines), daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr_lines), daemon=True).start()
-        if not self._port_seen.wait(20):
+        self._port_seen = threading.Event()
+        self._pumps = [threading.Thread(target=self._pump, args=(pipe, lines), daemon=True)
+                       for pipe, lines in ((self.proc.stdout, self.stdout_lines),
+                                           (self.proc.stderr, self.stderr_lines))]
+        for pump in self._pumps:
+            pump.start()
+        if not self._port_seen.wait(SERVER_START_TIMEOUT):
             self.stop()
-            raise RuntimeError(f"gdbstub did not start: {self.stderr_text()}")
+            raise RuntimeError(f"{self.name} did not start: {self.stderr_text()}")
 
     def _pump(self, pipe, lines: list[str]) -> None:
         for raw in pipe:
             line = raw.decode(errors="replace")
             lines.append(line)
-            match = re.search(r"serving .* on [\d.]+:(\d+)", line)
-            if match:
+            if match := self.port_line.search(line):
                 self.port = int(match.group(1))
                 self._port_seen.set()
 
-    def program_output(self) -> str:
-        """What the program printed (the server's own lines removed)."""
-        return "".join(line for line in self.stdout_lines if not line.startswith("gdbstub: "))
+    def _join_output(self) -> None:
+        """Wait until both pipes reached end of file, so the program's last lines are in."""
+        for pump in self._pumps:
+            pump.join(SERVER_EXIT_GRACE)
 
     def stderr_text(self) -> str:
         return "".join(self.stderr_lines)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        raise NotImplementedError
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class StubProcess(ServerProcess):
+    """`gdbstub serve --port 0 ...` in a subprocess."""
+
+    name = "gdbstub"
+    port_line = re.compile(r"serving .* on [\d.]+:(\d+)")
+
+    def __init__(self, *args: str, once: bool = False):
+        cmd = [sys.executable, "-m", "gdbstub", "serve", "--port", "0"]
+        if once:
+            cmd.append("--once")
+        super().__init__([*cmd, *args], env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def program_output(self) -> str:
+        """What the program printed (the server's own lines removed)."""
+        return "".join(line for line in self.stdout_lines if not line.startswith("gdbstub: "))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(SERVER_EXIT_GRACE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(SERVER_EXIT_GRACE)
+
+    def wait_exit(self) -> None:
+        """--once: the stub leaves after gdb does (stop() interrupts it if it did not); then all it
+        printed is read, so that the program's last lines are in before they are compared."""
+        try:
+            self.proc.wait(SERVER_EXIT_GRACE)
+        except subprocess.TimeoutExpired:
+            self.stop()
+        self._join_output()
 
 
 def gdb_args(port: int, commands: list[str], *, file: str | None = None) -> list[str]:
