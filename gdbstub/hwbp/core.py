@@ -387,8 +387,8 @@ class BreakpointCore:
         """What perf_event_open rejects before the breakpoint PMU sees the event."""
         if cpu == -1 and task is None:
             raise HwBreakpointError(EINVAL, "a breakpoint on all CPUs needs a task")
-        if not -1 <= cpu < self.ncpus:
-            raise HwBreakpointError(EINVAL, f"cpu {cpu} does not exist (0..{self.ncpus - 1})")
+        if cpu != -1:
+            self._check_cpu(cpu)
         if attr.sample_period < 0:
             raise HwBreakpointError(EINVAL, "sample_period must be >= 0")
 
