@@ -7,7 +7,7 @@ sans-IO Codec the project's server uses, so every byte the client writes is pars
 from __future__ import annotations
 
 import errno
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -106,6 +106,17 @@ async def connected() -> AsyncIterator[tuple[RspClient, TinyStub]]:
                 yield client, stub
 
 
+def collect_in_background(nursery: trio.Nursery, receive: Callable[[], Awaitable[bytes]]) -> list[bytes]:
+    """Start `receive()` in `nursery`; what it returns lands in the list handed back."""
+    replies: list[bytes] = []
+
+    async def run() -> None:
+        replies.append(await receive())
+
+    nursery.start_soon(run)
+    return replies
+
+
 async def receive_exactly(client: RspClient, size: int) -> bytes:
     data = bytearray()
     while len(data) < size:
@@ -151,12 +162,7 @@ async def test_retransmits_when_the_stub_answers_nack() -> None:
     client_stream, peer = trio.testing.memory_stream_pair()
     async with RspClient(client_stream) as client, trio.open_nursery() as nursery:
         with trio.fail_after(5):
-            replies: list[bytes] = []
-
-            async def ask() -> None:
-                replies.append(await client.request(b"qC"))
-
-            nursery.start_soon(ask)
+            replies = collect_in_background(nursery, partial(client.request, b"qC"))
             assert await peer.receive_some(100) == frame(b"qC")
             await peer.send_all(b"-")                            # "say that again"
             assert await peer.receive_some(100) == frame(b"qC")
@@ -171,12 +177,7 @@ async def test_reply_with_bad_checksum_is_nacked_and_the_resend_accepted() -> No
         with trio.fail_after(5):
             await peer.send_all(b"$S05#00")
             async with trio.open_nursery() as nursery:
-                replies: list[bytes] = []
-
-                async def wait() -> None:
-                    replies.append(await client.wait_reply())
-
-                nursery.start_soon(wait)
+                replies = collect_in_background(nursery, client.wait_reply)
                 assert await peer.receive_some(100) == b"-"
                 await peer.send_all(frame(b"S05"))
             assert replies == [b"S05"]
@@ -239,12 +240,7 @@ async def test_interrupt_from_another_task_during_wait_reply() -> None:
     async with connected() as (client, _):
         await client.send_packet(b"vCont;c")
         async with trio.open_nursery() as nursery:
-            replies: list[bytes] = []
-
-            async def wait() -> None:
-                replies.append(await client.wait_reply())
-
-            nursery.start_soon(wait)
+            replies = collect_in_background(nursery, client.wait_reply)
             await trio.testing.wait_all_tasks_blocked()
             await client.interrupt()
         assert replies == [b"T02thread:01;"]
