@@ -33,17 +33,6 @@ DATA_PAGES = 4
 STACK_TOP = 0x800000          # the stack grows down from here
 STACK_SIZE = 0x10000
 
-# Adds 1 to qword [X] three times (X: the test's `.set` data address); `target` is its `dec rcx`, where
-# breakpoint and execute-slot tests stop.
-COUNTED_LOOP = """
-    mov rcx, 3
-loop:
-    add qword ptr [X], 1
-target:
-    dec rcx
-    jnz loop
-    int3
-"""
 
 _CACHE_DIR = Path(tempfile.gettempdir()) / "trio-gdbstub-asm-cache"
 _TOOL_TIMEOUT = 30
@@ -128,3 +117,17 @@ class RawProgram:
 
 def _page_round(n: int) -> int:
     return max(0x1000, (n + 0xFFF) & ~0xFFF)
+
+
+def counted_loop(times: int) -> str:
+    """Adds 1 to qword [X] `times` times (X: the test's `.set` data address), then int3; `loop` is the
+    add, `target` its `dec rcx`, where breakpoint and execute-slot tests stop."""
+    return f"""
+    mov rcx, {times}
+loop:
+    add qword ptr [X], 1
+target:
+    dec rcx
+    jnz loop
+    int3
+"""

@@ -24,7 +24,7 @@ from gdbstub.target.debugregs import WatchMode
 from gdbstub.target.events import (
     SIGABRT, SIGFPE, SIGILL, SIGINT, SIGSEGV, SIGTRAP, StopEvent, StopKind,
 )
-from tests.target.asm import CODE_BASE, COUNTED_LOOP, DATA_BASE, RawProgram
+from tests.target.asm import CODE_BASE, DATA_BASE, RawProgram, counted_loop
 
 X = DATA_BASE + 0x100
 TF = 0x100            # EFLAGS.TF
@@ -41,7 +41,7 @@ def signal_stop(stop: StopEvent) -> tuple[StopKind, int, int]:
 
 # ---- software breakpoints ----------------------------------------------------------------------
 def test_sw_breakpoint_stops_before_the_instruction_each_arrival():
-    prog, cpu = make(COUNTED_LOOP)
+    prog, cpu = make(counted_loop(3))
     cpu.add_sw_breakpoint(prog["target"])
     counters = []
     for _ in range(3):
@@ -58,7 +58,7 @@ def test_sw_breakpoint_stops_before_the_instruction_each_arrival():
 
 
 def test_sw_breakpoint_at_the_start_address_stops_at_once():
-    prog, cpu = make(COUNTED_LOOP)
+    prog, cpu = make(counted_loop(3))
     cpu.add_sw_breakpoint(CODE_BASE)
     for step in (False, True):
         stop = cpu.run(step=step)
@@ -67,14 +67,14 @@ def test_sw_breakpoint_at_the_start_address_stops_at_once():
 
 
 def test_sw_breakpoints_never_show_in_memory():
-    prog, cpu = make(COUNTED_LOOP)
+    prog, cpu = make(counted_loop(3))
     before = cpu.read_memory(CODE_BASE, len(prog.asm.code))
     cpu.add_sw_breakpoint(prog["target"])
     assert cpu.read_memory(CODE_BASE, len(prog.asm.code)) == before == prog.asm.code
 
 
 def test_removed_breakpoint_no_longer_fires_in_translated_code():
-    prog, cpu = make(COUNTED_LOOP)
+    prog, cpu = make(counted_loop(3))
     cpu.add_sw_breakpoint(prog["target"])
     assert cpu.run().kind is StopKind.SWBREAK
     cpu.remove_sw_breakpoint(prog["target"])
@@ -84,7 +84,7 @@ def test_removed_breakpoint_no_longer_fires_in_translated_code():
 
 # ---- the fast path has no hooks ----------------------------------------------------------------
 def test_unarmed_cpu_has_no_code_or_memory_hook():
-    prog, cpu = make(COUNTED_LOOP)
+    prog, cpu = make(counted_loop(3))
     assert cpu.hook_counts == {"code": 0, "memory": 0}
     cpu.add_sw_breakpoint(prog["target"])
     cpu.set_debug_slots([WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X), WatchSlot(1, X, 8, HW_BREAKPOINT_W)])
@@ -98,7 +98,7 @@ def test_unarmed_cpu_has_no_code_or_memory_hook():
 
 
 def test_memory_hook_lives_only_during_a_watched_step():
-    prog, cpu = make(COUNTED_LOOP)
+    prog, cpu = make(counted_loop(3))
     seen = []
     cpu.on_debug_exception = lambda hit: seen.append(dict(cpu.hook_counts)) or False
     cpu.set_debug_slots([WatchSlot(0, X, 8, HW_BREAKPOINT_W)])
@@ -226,7 +226,7 @@ def test_a_step_stopped_before_a_popf_leaves_tf_clear():
 
 
 def test_a_hook_exception_leaves_run_as_itself():
-    prog, cpu = make(COUNTED_LOOP)
+    prog, cpu = make(counted_loop(3))
 
     def broken(hit: Hit) -> bool:
         raise ZeroDivisionError("consumer bug")

@@ -22,7 +22,7 @@ from gdbstub.hwbp.attr import (
 from gdbstub.target.cpu import Cpu
 from gdbstub.target.debugregs import WatchMode, pages_of, slot_matches
 from gdbstub.target.events import SIGSEGV, SIGTRAP, StopKind, WatchHit
-from tests.target.asm import CODE_BASE, COUNTED_LOOP, DATA_BASE, STACK_TOP, RawProgram, assemble
+from tests.target.asm import CODE_BASE, DATA_BASE, STACK_TOP, RawProgram, assemble, counted_loop
 
 X = DATA_BASE + 0x100        # the watched variable of most programs
 
@@ -591,14 +591,7 @@ def test_non_stopping_handler_sees_every_hit_and_the_result_is_unchanged(make_cp
 
 def test_false_sharing_page_neighbours_run_on_untouched(make_cpu):
     # The watch shares a page with the loop's counter, which it never matches.
-    prog, cpu, rec = make_cpu("""
-        mov rcx, 50
-    loop:
-        add qword ptr [X], 1
-        dec rcx
-        jnz loop
-        int3
-    """, [w(X + 64, 8, access=HW_BREAKPOINT_RW)])
+    prog, cpu, rec = make_cpu(counted_loop(50), [w(X + 64, 8, access=HW_BREAKPOINT_RW)])
     stop = cpu.run()
     assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGTRAP)
     assert rec.hits == [] and q(cpu, X) == 50
@@ -690,14 +683,7 @@ def test_clearing_the_slots_restores_the_guest_permissions(make_cpu, mode):
 
 
 def test_handler_can_disarm_its_slot_from_a_data_hit(make_cpu):
-    prog, cpu, rec = make_cpu("""
-        mov rcx, 10
-    loop:
-        add qword ptr [X], 1
-        dec rcx
-        jnz loop
-        int3
-    """, [w(X, 8)])
+    prog, cpu, rec = make_cpu(counted_loop(10), [w(X, 8)])
 
     def one_shot(hit: Hit) -> bool:
         rec.hits.append(hit)
@@ -711,7 +697,7 @@ def test_handler_can_disarm_its_slot_from_a_data_hit(make_cpu):
 
 # ---- execute slots: faults with RF semantics ---------------------------------------------------
 def test_exec_slot_faults_before_and_resume_runs_the_instruction_once(make_cpu):
-    prog, cpu, rec = make_cpu(COUNTED_LOOP, [])
+    prog, cpu, rec = make_cpu(counted_loop(3), [])
     cpu.set_debug_slots([WatchSlot(1, prog["target"], 1, HW_BREAKPOINT_X)])
     counts = []
     for _ in range(3):
@@ -739,7 +725,7 @@ def test_exec_slot_on_a_one_instruction_loop_stops_on_every_arrival(make_cpu):
 
 
 def test_non_stopping_exec_handler_counts_every_arrival(make_cpu):
-    prog, cpu, rec = make_cpu(COUNTED_LOOP, [], stop=False)
+    prog, cpu, rec = make_cpu(counted_loop(3), [], stop=False)
     cpu.set_debug_slots([WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X)])
     stop = cpu.run()
     assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGTRAP)
@@ -749,7 +735,7 @@ def test_non_stopping_exec_handler_counts_every_arrival(make_cpu):
 def test_non_stopping_exec_slot_on_a_watched_instruction_counts_once_per_arrival(make_cpu):
     # The instruction under the execute slot also faults on a watched page:
     # it is re-executed by the watch step, which must not call the handler again.
-    prog, cpu, rec = make_cpu(COUNTED_LOOP, [], stop=False)
+    prog, cpu, rec = make_cpu(counted_loop(3), [], stop=False)
     cpu.set_debug_slots([WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X), w(X, 8, index=1)])
     stop = cpu.run()
     assert stop.signal == SIGTRAP
@@ -758,7 +744,7 @@ def test_non_stopping_exec_slot_on_a_watched_instruction_counts_once_per_arrival
 
 
 def test_exec_slot_right_after_a_watched_instruction(make_cpu):
-    prog, cpu, rec = make_cpu(COUNTED_LOOP, [])
+    prog, cpu, rec = make_cpu(counted_loop(3), [])
     cpu.set_debug_slots([WatchSlot(0, prog["target"], 1, HW_BREAKPOINT_X), w(X, 8, index=1)])
     kinds = [(s.kind, s.pc) for s in (cpu.run() for _ in range(4))]
     assert kinds == [(StopKind.WATCH, prog["target"]), (StopKind.HWBREAK, prog["target"])] * 2
@@ -766,7 +752,7 @@ def test_exec_slot_right_after_a_watched_instruction(make_cpu):
 
 
 def test_exec_handler_can_arm_a_data_slot_while_running(make_cpu):
-    prog, cpu, rec = make_cpu(COUNTED_LOOP, [], stop=False)
+    prog, cpu, rec = make_cpu(counted_loop(3), [], stop=False)
     exec_slot = WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X)
     cpu.set_debug_slots([exec_slot])
 
@@ -806,7 +792,7 @@ def test_step_with_a_non_stopping_data_handler_reports_step(make_cpu):
 
 
 def test_step_at_an_exec_slot_faults_then_steps_past_it(make_cpu):
-    prog, cpu, rec = make_cpu(COUNTED_LOOP, [])
+    prog, cpu, rec = make_cpu(counted_loop(3), [])
     cpu.set_debug_slots([WatchSlot(0, prog["target"], 1, HW_BREAKPOINT_X)])
     cpu.pc = prog["target"]
     assert (cpu.run(step=True).kind, cpu.pc) == (StopKind.HWBREAK, prog["target"])
@@ -858,7 +844,7 @@ def test_stopping_handler_that_disarms_its_slot_still_reports_it(make_cpu):
 
 
 def test_stopping_exec_handler_that_replaces_the_slots_inside_the_hook(make_cpu):
-    prog, cpu, rec = make_cpu(COUNTED_LOOP, [])
+    prog, cpu, rec = make_cpu(counted_loop(3), [])
     cpu.set_debug_slots([WatchSlot(0, prog["loop"], 1, HW_BREAKPOINT_X)])
 
     def swap(hit: Hit) -> bool:
