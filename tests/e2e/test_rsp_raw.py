@@ -120,13 +120,18 @@ class Wire:
                 return await self.read(end + 3)
             await self._fill()
 
-    async def request(self, payload: bytes) -> bytes:
-        """One exchange in ack mode: our frame, the server's '+', its reply frame, our '+'."""
+    async def request_wire(self, payload: bytes) -> bytes:
+        """One exchange in ack mode: our frame, the server's '+', its reply frame, our '+'.
+        Returns the reply's payload as it was on the wire (runs and escapes left in)."""
         await self.send(frame(payload))
         raw = await self.read_frame()
         assert raw[:1] == b"+", f"no ack before the reply to {payload[:30]!r}: {raw!r}"
         await self.send(b"+")
-        return decode_reply(split_frame(raw[1:]))
+        return split_frame(raw[1:])
+
+    async def request(self, payload: bytes) -> bytes:
+        """request_wire, with the reply decoded."""
+        return decode_reply(await self.request_wire(payload))
 
     async def silence(self, seconds: float = QUIET_SECONDS) -> bytes:
         """Whatever arrives within `seconds` (b"" when the server keeps quiet), unread bytes first."""
@@ -198,18 +203,20 @@ class Program:
             return cls(path, elf["e_entry"], symbols, (end + 0xFFF) & ~0xFFF)
 
 
-@pytest.fixture(scope="module")
-def counter() -> Program:
+def built_program(name: str) -> Program:
     if not have_compiler():
         pytest.skip("gcc is not installed (.ci/run installs it)")
-    return Program.load("counter")
+    return Program.load(name)
+
+
+@pytest.fixture(scope="module")
+def counter() -> Program:
+    return built_program("counter")
 
 
 @pytest.fixture(scope="module")
 def spin() -> Program:
-    if not have_compiler():
-        pytest.skip("gcc is not installed (.ci/run installs it)")
-    return Program.load("spin")
+    return built_program("spin")
 
 
 # ----------------------------------------------------------------------------- the served machine
@@ -387,20 +394,14 @@ async def test_m_reply_is_run_length_encoded_on_the_wire(serve, counter):
         wire = await served.wire()
         addr = await stack_scratch(wire)
         assert await wire.request(b"M%x,40:%b" % (addr, b"00" * 64)) == b"OK"
-        await wire.send(frame(b"m%x,40" % addr))
-        raw = await wire.read_frame()
-        await wire.send(b"+")
-        payload = split_frame(raw[1:])
+        payload = await wire.request_wire(b"m%x,40" % addr)
         assert b"*" in payload and len(payload) < 128, f"not run-length encoded: {payload!r}"
         assert decode_reply(payload) == b"0" * 128
         # Runs of 7 and 8 characters need counts 6 and 7, which would be '#' and '$' (GDB manual,
         # Overview): the stub must write them another way.
         data = bytes.fromhex("11111112" "00" "11111111" "22")
         assert await wire.request(b"M%x,%x:%b" % (addr, len(data), data.hex().encode())) == b"OK"
-        await wire.send(frame(b"m%x,%x" % (addr, len(data))))
-        raw = await wire.read_frame()
-        await wire.send(b"+")
-        payload = split_frame(raw[1:])
+        payload = await wire.request_wire(b"m%x,%x" % (addr, len(data)))
         assert not re.search(rb"\*[#$]", payload)
         assert decode_reply(payload) == data.hex().encode()
 
