@@ -146,6 +146,10 @@ class Codec:
             raise ValueError(f"max_packet_size {max_packet_size} cannot hold even an empty frame")
         self.role: Role = role
         self.max_packet_size = max_packet_size
+        # The role's tables, looked up once: they are used for every packet.
+        self._packet_start = _BETWEEN_PACKETS[role]
+        self._text_forbidden = _TEXT_FORBIDDEN[role]
+        self._decode_payload = _DECODE_PAYLOAD[role]
         self._max_payload = max_packet_size - FRAME_OVERHEAD
         self._no_ack = False
         self._state = _State.IDLE
@@ -211,7 +215,7 @@ class Codec:
     # after a state change that the loop in next_event() should continue from.
 
     def _step_idle(self) -> Event | Sentinel | None:
-        start = _BETWEEN_PACKETS[self.role].search(self._received)
+        start = self._packet_start.search(self._received)
         if start is None:
             self._received.clear()         # garbage between packets: skipped
             return NEED_DATA
@@ -291,7 +295,7 @@ class Codec:
                 return BadChecksum(computed=computed, received=digits)
             self._outgoing += _ACK
         try:
-            return Packet(_DECODE_PAYLOAD[self.role](wire))
+            return Packet(self._decode_payload(wire))
         except ValueError as exc:
             raise RemoteProtocolError(f"undecodable packet payload: {exc}") from exc
 
@@ -321,15 +325,13 @@ class Codec:
         if binary:
             wire = escape(payload)
         else:
-            for forbidden in _TEXT_FORBIDDEN[self.role]:
+            for forbidden in self._text_forbidden:
                 if forbidden in payload:
                     raise LocalProtocolError(
                         f"text payload contains {forbidden!r} at {payload.find(forbidden)}: "
                         "send it with binary=True"
                     )
-            wire = bytes(payload)
-        if self.role == "server" and not binary:
-            wire = rle_encode(wire)
+            wire = rle_encode(payload) if self.role == "server" else bytes(payload)
         frame = b"$%b#%02x" % (wire, checksum(wire))
         self._last_frame = frame
         return frame
