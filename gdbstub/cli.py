@@ -16,6 +16,8 @@ import trio
 
 log = logging.getLogger("gdbstub")
 
+DEBUG_ARCHES = ("x86", "virt")     # the names target.machine.make_debug_arch takes
+
 
 def demo_program() -> str:
     """The bundled demo ELF, shipped inside the package (no compiler needed)."""
@@ -37,7 +39,7 @@ def _serve_parser(sub) -> None:
                    help="speak the protocol on stdin/stdout (gdb: target remote | gdbstub serve --stdio PROG)")
     p.add_argument("--once", action="store_true", help="exit after the first client leaves")
     p.add_argument("--log-packets", action="store_true", help="log every packet to stderr")
-    p.add_argument("--debug-arch", choices=("x86", "virt"), default="x86",
+    p.add_argument("--debug-arch", choices=DEBUG_ARCHES, default="x86",
                    help="x86: the faithful 4-slot DR0-DR7 model; virt: 16 slots, any length, read watchpoints")
     p.add_argument("program", nargs="?", help="static x86-64 ELF to serve (default: the bundled demo)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the program")
@@ -154,7 +156,7 @@ def perf_stat(args) -> int:
 
 
 def _program_arguments(parser) -> None:
-    parser.add_argument("--debug-arch", choices=("x86", "virt"), default="x86", help=argparse.SUPPRESS)
+    parser.add_argument("--debug-arch", choices=DEBUG_ARCHES, default="x86", help=argparse.SUPPRESS)
     parser.add_argument("--progress", type=_positive_seconds, default=5.0, metavar="SECONDS",
                         help="how often a progress line goes to stderr while the program runs (default 5)")
     parser.add_argument("program", help="static x86-64 ELF to run")
