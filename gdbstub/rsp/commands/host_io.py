@@ -6,6 +6,7 @@ Replies are `F<result>[,errno][;binary data]`, numbers in hex.
 
 from __future__ import annotations
 
+from ...target.hostio import HostIOError
 from ..errors import Unsupported
 from ..limits import PACKET_SIZE, fit_binary_reply
 from ..outputs import Reply
@@ -61,8 +62,6 @@ _OPERATIONS = {
 
 
 def handle_vFile(session, args: bytes) -> Reply:
-    from ...target.hostio import HostIOError
-
     op, _, rest = args[1:].partition(b":")
     operation = _OPERATIONS.get(op)
     if operation is None:
