@@ -7,14 +7,13 @@ from __future__ import annotations
 import difflib
 import re
 import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gdbstub.target.process import DEFAULT_ENV
 
-from .stub import GDB_TIMEOUT, SERVER_EXIT_GRACE, ServerProcess, StubProcess, run_gdb
+from .stub import GDB_TIMEOUT, ServerProcess, StubProcess, run_gdb
 
 GDBSERVER = shutil.which("gdbserver")
 
@@ -45,11 +44,7 @@ class GdbserverProcess(ServerProcess):
     def stop(self) -> None:
         """gdbserver ends by itself once gdb killed or finished its program; otherwise kill it. Its
         program goes with it: gdbserver traces it with PTRACE_O_EXITKILL."""
-        try:
-            self.proc.wait(SERVER_EXIT_GRACE)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(SERVER_EXIT_GRACE)
+        self._wait_or_kill()
         self._join_output()
 
 

@@ -14,8 +14,6 @@ from pathlib import Path
 
 GDB = shutil.which("gdb")
 GDB_TIMEOUT = 60
-
-
 SERVER_START_TIMEOUT = 20
 SERVER_EXIT_GRACE = 5
 
@@ -56,6 +54,14 @@ class ServerProcess:
         for pump in self._pumps:
             pump.join(SERVER_EXIT_GRACE)
 
+    def _wait_or_kill(self) -> None:
+        """Give the server SERVER_EXIT_GRACE seconds to end by itself, then kill it."""
+        try:
+            self.proc.wait(SERVER_EXIT_GRACE)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(SERVER_EXIT_GRACE)
+
     def stderr_text(self) -> str:
         return "".join(self.stderr_lines)
 
@@ -88,11 +94,7 @@ class StubProcess(ServerProcess):
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(SERVER_EXIT_GRACE)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(SERVER_EXIT_GRACE)
+            self._wait_or_kill()
 
     def wait_exit(self) -> None:
         """--once: the stub leaves after gdb does (stop() interrupts it if it did not); then all it

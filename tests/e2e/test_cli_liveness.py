@@ -58,20 +58,16 @@ async def refused_reply(port: int) -> bytes:
 
 
 async def test_a_second_client_is_refused_promptly_while_the_first_sits_idle(stub):
-    first = await RspClient.connect("127.0.0.1", stub.port)
-    try:
+    async with await RspClient.connect("127.0.0.1", stub.port) as first:
         assert (await first.request(b"qC")).startswith(b"QC")
         with trio.fail_after(PROMPT_SECONDS):
             assert (await refused_reply(stub.port)).startswith(b"E.another debugger")
         assert (await first.request(b"qC")).startswith(b"QC")
-    finally:
-        await first.aclose()
 
 
 async def test_a_second_client_is_refused_promptly_while_the_first_keeps_sending(stub):
-    first = await RspClient.connect("127.0.0.1", stub.port)
     sent = 0
-    try:
+    async with await RspClient.connect("127.0.0.1", stub.port) as first:
         async with trio.open_nursery() as nursery:
             async def chatter() -> None:
                 nonlocal sent
@@ -85,31 +81,20 @@ async def test_a_second_client_is_refused_promptly_while_the_first_keeps_sending
                 assert (await refused_reply(stub.port)).startswith(b"E.another debugger")
             nursery.cancel_scope.cancel()
         assert sent > 10
-    finally:
-        await first.aclose()
 
 
 async def test_sigint_ends_the_server_promptly_while_a_client_sits_idle(stub):
-    first = await RspClient.connect("127.0.0.1", stub.port)
-    try:
+    async with await RspClient.connect("127.0.0.1", stub.port) as first:
         assert (await first.request(b"qC")).startswith(b"QC")
         await assert_ends_promptly_on_sigint(stub)
-    finally:
-        await first.aclose()
 
 
 async def test_sigint_ends_the_server_promptly_while_the_program_runs(need_gdb):
-    stub = StubProcess(str(build("spin")))          # never ends by itself
-    try:
-        first = await RspClient.connect("127.0.0.1", stub.port)
-        try:
+    with StubProcess(str(build("spin"))) as stub:          # never ends by itself
+        async with await RspClient.connect("127.0.0.1", stub.port) as first:
             await first.send_packet(b"vCont;c")
             await trio.sleep(0.3)
             await assert_ends_promptly_on_sigint(stub)
-        finally:
-            await first.aclose()
-    finally:
-        stub.stop()
 
 
 def test_sigint_ends_a_stdio_server_promptly_while_the_program_runs(need_gdb):
