@@ -17,6 +17,8 @@ errors; session._dispatch turns them into replies.
 
 from __future__ import annotations
 
+import re
+
 from . import base, breakpoints, host_io, memory, monitor, registers, resume, xfer
 
 COMMANDS = {
@@ -30,7 +32,7 @@ COMMANDS = {
     **monitor.COMMANDS,
 }
 
-_SEPARATORS = b":;,"
+_NAME_END = re.compile(rb"[:;,]")
 
 
 def packet_name(payload: bytes) -> tuple[bytes, bytes]:
@@ -44,9 +46,6 @@ def packet_name(payload: bytes) -> tuple[bytes, bytes]:
         return b"", b""
     if payload[:1] not in (b"q", b"Q", b"v"):
         return payload[:1], payload[1:]
-    end = len(payload)
-    for i, byte in enumerate(payload):
-        if byte in _SEPARATORS:
-            end = i
-            break
+    separator = _NAME_END.search(payload)
+    end = separator.start() if separator else len(payload)
     return payload[:end], payload[end:]
