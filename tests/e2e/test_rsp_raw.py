@@ -941,6 +941,18 @@ async def test_numbers_are_strict_hex_of_at_most_64_bits(serve, counter):
         assert await client.request(b"qC") == b"QC%x" % served.machine.tid     # still connected
 
 
+async def test_hex_data_is_strict_pairs_of_digits(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        scratch = await stack_scratch(client)
+        before = await client.request(b"m%x,2" % scratch)
+        for bad in (b"M%x,2:00 11" % scratch, b"M%x,2: 0011" % scratch, b"M%x,2:0g11" % scratch,
+                    b"M%x,2:001" % scratch):
+            assert await client.request(bad) == b"E16", bad
+        assert await client.request(b"m%x,2" % scratch) == before                # nothing written
+
+
 async def test_a_queued_ctrl_c_does_not_outlive_its_client(serve, counter):
     with trio.fail_after(TEST_SECONDS):
         served = await serve(counter)

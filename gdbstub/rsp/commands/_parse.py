@@ -21,9 +21,10 @@ def hex_int(text: bytes, what: str = "number") -> int:
 
 
 def hex_bytes(text: bytes) -> bytes:
+    """RSP hex data: pairs of digits, nothing between them."""
     try:
-        return bytes.fromhex(text.decode("ascii"))
-    except (ValueError, UnicodeDecodeError):
+        return _wire.from_hex(text)
+    except ValueError:
         raise MalformedPacket(f"bad hex data: {text[:20]!r}") from None
 
 
