@@ -117,10 +117,11 @@ def gdb_args(port: int, commands: list[str], *, file: str | None = None) -> list
 
 
 def run_gdb(port: int, commands: list[str], *, file: str | None = None, timeout: float = GDB_TIMEOUT) -> str:
-    """Run gdb in batch mode against the stub; return stdout+stderr."""
-    result = subprocess.run(gdb_args(port, commands, file=file), capture_output=True, text=True,
-                            timeout=timeout, stdin=subprocess.DEVNULL)
-    return result.stdout + result.stderr
+    """Run gdb in batch mode against the stub; its stdout and stderr merged in the order gdb wrote them
+    (it flushes stdout before it writes to stderr), so an error shows where it happened."""
+    result = subprocess.run(gdb_args(port, commands, file=file), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return result.stdout
 
 
 def run_gdb_interrupting(port: int, commands: list[str], *, after: float, timeout: float = GDB_TIMEOUT) -> str:

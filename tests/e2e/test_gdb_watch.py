@@ -19,21 +19,14 @@ import pytest
 from tests.programs.build import build
 
 from .oracle import GDBSERVER, GdbserverProcess
-from .stub import GDB_TIMEOUT, gdb_args, run_gdb_interrupting, wait_for
+from .stub import gdb_args, run_gdb, run_gdb_interrupting, wait_for
 
 DR6_RESET = 0xFFFF0FF0                    # Intel SDM: DR6's reserved bits read as 1
 DR7_RW = {"X": 0, "W": 1, "RW": 3}
 DR7_LEN = {1: 0, 2: 1, 4: 3, 8: 2}
 
 
-# ----------------------------------------------------------------------------- running gdb
-def run_gdb_ordered(port: int, commands: list[str], *, timeout: float = GDB_TIMEOUT) -> str:
-    """gdb in batch mode; stdout and stderr in the order gdb wrote them."""
-    result = subprocess.run(gdb_args(port, commands), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    return result.stdout
-
-
+# ----------------------------------------------------------------------------- the program
 def program_output(stub) -> str:
     """The program's stdout, once the server has collected its last line."""
     wait_for(lambda: stub.program_output().endswith("\n"), timeout=5)
@@ -140,7 +133,7 @@ def events(out: str) -> list[str]:
 def test_watch_counter_steps_by_exactly_one(serve, mode, store):
     increments = 5
     stub = serve("watch_counter", mode, str(increments), once=True)
-    out = run_gdb_ordered(stub.port, ["watch counter", *["continue"] * increments, "disassemble",
+    out = run_gdb(stub.port, ["watch counter", *["continue"] * increments, "disassemble",
                                       "continue"])
     assert int_steps(write_reports(out, "counter")) == [(k, k + 1) for k in range(increments)]
     # trap semantics: the stop comes after the store, so the instruction before pc is the store
@@ -154,7 +147,7 @@ def test_watch_counter_steps_by_exactly_one(serve, mode, store):
 # ----------------------------------------------------------------------------- rwatch / awatch
 def test_rwatch_fires_on_reads_not_on_writes(serve):
     stub = serve("watch_access", once=True, options=("--log-packets",))
-    out = run_gdb_ordered(stub.port, ["print &shared", "rwatch shared", *["continue"] * 4])
+    out = run_gdb(stub.port, ["print &shared", "rwatch shared", *["continue"] * 4])
     shared = address_of(out, 1)
     # watch_access.c reads shared after each of its writes 1, 2, 3 (the last read is printf's argument)
     assert re.findall(r"Hardware read watchpoint 1: shared\n\nValue = (\d+)\n", out) == ["1", "2", "3"]
@@ -168,7 +161,7 @@ def test_rwatch_fires_on_reads_not_on_writes(serve):
 
 def test_awatch_fires_on_reads_and_writes(serve):
     stub = serve("watch_access", once=True)
-    out = run_gdb_ordered(stub.port, ["awatch shared", *["continue"] * 7])
+    out = run_gdb(stub.port, ["awatch shared", *["continue"] * 7])
     reports = re.findall(r"Hardware access \(read/write\) watchpoint 1: shared\n\n"
                          r"(?:Value = (\d+)|Old value = (\d+)\nNew value = (\d+))\n", out)
     seen = [f"read {value}" if value else f"write {old}->{new}" for value, old, new in reports]
@@ -181,7 +174,7 @@ def test_hbreak_stops_before_the_instruction_and_continue_moves_on(serve):
     loops = 3
     stub = serve("watch_counter", "plain", str(loops), once=True, options=("--log-packets",))
     arrival = ["print/x $pc", "print counter", "continue"]
-    out = run_gdb_ordered(stub.port, ["hbreak bump_plain", "continue", *arrival * loops])
+    out = run_gdb(stub.port, ["hbreak bump_plain", "continue", *arrival * loops])
     where = int(re.search(r"Hardware assisted breakpoint 1 at (0x[0-9a-f]+): file .*watch_counter.c",
                           out).group(1), 16)
     assert len(re.findall(r"^Breakpoint 1, bump_plain \(\) at .*watch_counter.c:\d+$", out, re.MULTILINE)) == loops
@@ -200,7 +193,7 @@ def test_hbreak_stops_before_the_instruction_and_continue_moves_on(serve):
 # ----------------------------------------------------------------------------- regions and the slot limit
 def test_watch_struct_and_unaligned_bytes_split_into_slots(serve):
     stub = serve("watch_regions", once=True)
-    out = run_gdb_ordered(stub.port, [
+    out = run_gdb(stub.port, [
         "set breakpoint always-inserted on", "print &pair", "print &bytes[1]",
         "watch pair", "watch *(char(*)[3])&bytes[1]", "monitor hwbp",
         *["continue"] * 4, "break printf", "continue", "monitor hwbp", "kill",
@@ -223,7 +216,7 @@ def test_watch_struct_and_unaligned_bytes_split_into_slots(serve):
 
 def test_fifth_watchpoint_does_not_fit_until_one_is_deleted(serve):
     stub = serve("watch_regions", once=True)
-    out = run_gdb_ordered(stub.port, [
+    out = run_gdb(stub.port, [
         *[f"watch quad[{i}]" for i in range(4)], "watch extra", "continue",
         "print quad[0]", "delete 2", *["continue"] * 5,
     ])
@@ -243,7 +236,7 @@ SCOPE_COMMANDS = ["break sum_to", "continue", "next", "watch local", *["continue
 
 def test_watch_on_a_local_is_deleted_when_its_frame_returns(serve):
     stub = serve("watch_scope", once=True)
-    out = run_gdb_ordered(stub.port, SCOPE_COMMANDS)
+    out = run_gdb(stub.port, SCOPE_COMMANDS)
     assert int_steps(write_reports(out, "local")) == [(0, 1), (1, 3), (3, 6)]
     left = out.split("Watchpoint 2 deleted because the program has left the block in\n"
                      "which its expression is valid.\n")
@@ -266,16 +259,16 @@ def test_watch_on_a_local_matches_gdbserver(serve):
     if GDBSERVER is None:
         pytest.skip("gdbserver is not installed")
     with GdbserverProcess(build("watch_scope")) as server:
-        reference = run_gdb_ordered(server.port, SCOPE_COMMANDS)
+        reference = run_gdb(server.port, SCOPE_COMMANDS)
     stub = serve("watch_scope", once=True)
-    ours = run_gdb_ordered(stub.port, SCOPE_COMMANDS)
+    ours = run_gdb(stub.port, SCOPE_COMMANDS)
     assert "Watchpoint 2 deleted" in reference
     assert _normalized(ours) == _normalized(reference)
 
 
 def test_watch_location_stays_on_the_address(serve):
     stub = serve("watch_pointer", once=True)
-    out = run_gdb_ordered(stub.port, ["set breakpoint always-inserted on", "print &a", "watch -l *p",
+    out = run_gdb(stub.port, ["set breakpoint always-inserted on", "print &a", "watch -l *p",
                                       "continue", "continue", "monitor hwbp", "continue"])
     a = address_of(out, 1)
     assert "Hardware watchpoint 1: -location *p" in out
@@ -291,7 +284,7 @@ def test_watch_location_stays_on_the_address(serve):
 def test_watch_and_break_stop_in_program_order(serve):
     loops = 3
     stub = serve("watch_counter", "plain", str(loops), once=True)
-    out = run_gdb_ordered(stub.port, ["watch counter", "break bump_plain", *["continue"] * (2 * loops + 1)])
+    out = run_gdb(stub.port, ["watch counter", "break bump_plain", *["continue"] * (2 * loops + 1)])
     assert events(out) == ["B:bump_plain", "W:counter"] * loops
     assert int_steps(write_reports(out, "counter")) == [(k, k + 1) for k in range(loops)]
     assert "exited normally" in out
@@ -315,7 +308,7 @@ def test_ctrl_c_with_a_watchpoint_armed_then_it_still_fires(serve):
 def test_delete_and_re_add_a_watchpoint(serve):
     increments = 4
     stub = serve("watch_counter", "plain", str(increments), once=True)
-    out = run_gdb_ordered(stub.port, [
+    out = run_gdb(stub.port, [
         "set breakpoint always-inserted on", "watch counter", "continue", "delete 1", "monitor hwbp",
         "break bump_plain", "continue", "print counter", "continue", "print counter", "delete 2",
         "watch counter", "monitor hwbp", "continue", "continue", "continue",
@@ -333,12 +326,12 @@ def test_delete_and_re_add_a_watchpoint(serve):
 
 def test_detach_releases_every_slot_for_the_next_gdb(serve):
     stub = serve("watch_regions")
-    first = run_gdb_ordered(stub.port, ["set breakpoint always-inserted on", "watch pair",
+    first = run_gdb(stub.port, ["set breakpoint always-inserted on", "watch pair",
                                         "watch *(char(*)[3])&bytes[1]", "monitor hwbp", "detach"])
     (held,) = hwbp_reports(first)
     assert len(held.slots) == 4 and {s.owner for s in held.slots} == {"gdb"}
     assert "detached" in first
-    second = run_gdb_ordered(stub.port, ["monitor hwbp", "info breakpoints",
+    second = run_gdb(stub.port, ["monitor hwbp", "info breakpoints",
                                          *[f"watch quad[{i}]" for i in range(4)], *["continue"] * 5])
     free = hwbp_reports(second)[0]
     assert free.slots == [] and free.dr7 & 0xFF == 0
@@ -363,7 +356,7 @@ def test_a_vanished_gdb_leaves_no_slot_held(serve):
     assert resumed and still_running, first
     assert re.search(r"<- b'Z2,[0-9a-f]+,8'\n.*-> b'OK'", stub.stderr_text())       # armed when gdb vanished
     assert wait_for(lambda: any("client disconnected" in line for line in stub.stderr_lines), timeout=10)
-    second = run_gdb_ordered(stub.port, ["monitor hwbp", "set var release = 1", "watch watched", "continue",
+    second = run_gdb(stub.port, ["monitor hwbp", "set var release = 1", "watch watched", "continue",
                                          "continue"])
     free = hwbp_reports(second)[0]
     assert free.slots == [] and free.dr7 & 0xFF == 0
@@ -373,7 +366,7 @@ def test_a_vanished_gdb_leaves_no_slot_held(serve):
 
 def test_monitor_hwbp_lists_slots_and_debug_registers(serve):
     stub = serve("watch_regions", once=True)
-    out = run_gdb_ordered(stub.port, ["set breakpoint always-inserted on", "monitor hwbp",
+    out = run_gdb(stub.port, ["set breakpoint always-inserted on", "monitor hwbp",
                                       "print &quad[0]", "print &quad[1]", "watch quad[0]", "awatch quad[1]",
                                       "hbreak main", "monitor hwbp", "kill"])
     empty, armed = hwbp_reports(out)
