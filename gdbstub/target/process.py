@@ -38,7 +38,9 @@ from unicorn.x86_const import (
     UC_X86_REG_EFLAGS,
     UC_X86_REG_FPCW,
     UC_X86_REG_MXCSR,
+    UC_X86_REG_R11,
     UC_X86_REG_RAX,
+    UC_X86_REG_RCX,
     UC_X86_REG_RDX,
     UC_X86_REG_RIP,
     UC_X86_REG_RSP,
@@ -74,6 +76,11 @@ DEFAULT_PID = 4242
 _FPU_CONTROL_WORD = 0x037F
 _MXCSR_DEFAULT = 0x1F80
 _RFLAGS_USER = 0x202                       # IF set, reserved bit 1
+# Linux's user selectors (__USER_CS, __USER_DS), what gdbserver shows as cs and ss.
+USER_CS = 0x33
+USER_SS = 0x2B
+_MSR_EFER, _MSR_STAR, _EFER_SCE = 0xC0000080, 0xC0000081, 1
+_SYSRETQ = b"\x48\x0f\x07"
 
 # auxv keys (include/uapi/linux/auxvec.h, arch/x86/include/uapi/asm/auxvec.h)
 AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
@@ -271,6 +278,26 @@ def _cpuid_leaf1_edx() -> int:
     return uc.reg_read(UC_X86_REG_RDX)
 
 
+def _enter_user_mode(uc: Uc) -> None:
+    """Drop a fresh CPU (nothing mapped yet) to privilege level 3, as the kernel's sysret does.
+
+    Unicorn starts at CPL 0, where `hlt`, `cli` or `in` simply run (and `hlt` ends emulation as
+    quietly as the end of a counted run does).  At CPL 3 they raise #GP, and Linux delivers SIGSEGV.
+    """
+    scratch = PAGE_SIZE
+    uc.mem_map(scratch, PAGE_SIZE)
+    uc.mem_write(scratch, _SYSRETQ)
+    uc.msr_write(_MSR_EFER, uc.msr_read(_MSR_EFER) | _EFER_SCE)
+    # sysretq loads CS = STAR[63:48] + 16 and SS = STAR[63:48] + 8, each with RPL 3.
+    uc.msr_write(_MSR_STAR, (USER_SS - 3 - 8) << 48)
+    uc.reg_write(UC_X86_REG_RCX, scratch + len(_SYSRETQ))     # where sysretq returns to
+    uc.reg_write(UC_X86_REG_R11, _RFLAGS_USER)                # and the flags it loads
+    uc.emu_start(scratch, 0, count=1)
+    uc.mem_unmap(scratch, PAGE_SIZE)
+    uc.reg_write(UC_X86_REG_RCX, 0)
+    uc.reg_write(UC_X86_REG_R11, 0)
+
+
 def _to_bytes(s: str | bytes) -> bytes:
     return s if isinstance(s, bytes) else os.fsencode(s)
 
@@ -343,6 +370,7 @@ class LinuxProcess:
         if terminal is None:
             terminal = _isatty(out)
         uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        _enter_user_mode(uc)
         proc = cls(uc, elf, stdout=out, stderr=err, stdin_data=stdin or b"", terminal=terminal)
         proc._load_image()
         argv_b = [_to_bytes(a) for a in (argv if argv is not None else [elf.path])]

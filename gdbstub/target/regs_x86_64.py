@@ -208,6 +208,17 @@ def _write_fs_gs(uc_id: int, base_id: int) -> Callable[[Uc, int], None]:
     return write
 
 
+def _keep_selector(uc_id: int) -> Callable[[Uc, int], None]:
+    # The CPU got its user-mode CS and SS from sysret (process.py), not from a descriptor table:
+    # loading any selector would look for one and leave the CPU broken (a double fault at the
+    # next instruction). Writing back the value it has is a no-op; anything else is refused.
+    def write(uc: Uc, value: int) -> None:
+        if uc.reg_read(uc_id) != value:
+            raise ValueError(f"segment selector {value:#x}: the emulated CPU keeps "
+                             f"{uc.reg_read(uc_id):#x}")
+    return write
+
+
 _Reader = Callable[[Uc], int]
 _Writer = Callable[[Uc, int], None]
 _SPECIAL: dict[str, tuple[_Reader, _Writer]] = {
@@ -217,6 +228,9 @@ _SPECIAL: dict[str, tuple[_Reader, _Writer]] = {
     "fooff": (lambda uc: uc.reg_read(X.UC_X86_REG_FDP) & _MASK32, _write_low32(X.UC_X86_REG_FDP)),
     "fop": (lambda uc: uc.reg_read(X.UC_X86_REG_FOP) & _FOP_MASK,
             lambda uc, v: uc.reg_write(X.UC_X86_REG_FOP, v & _FOP_MASK)),
+    **{name: ((lambda uc, uc_id=uc_id: uc.reg_read(uc_id)), _keep_selector(uc_id))
+       for name, uc_id in (("cs", X.UC_X86_REG_CS), ("ss", X.UC_X86_REG_SS),
+                           ("ds", X.UC_X86_REG_DS), ("es", X.UC_X86_REG_ES))},
     "fs": (lambda uc: uc.reg_read(X.UC_X86_REG_FS), _write_fs_gs(X.UC_X86_REG_FS, X.UC_X86_REG_FS_BASE)),
     "gs": (lambda uc: uc.reg_read(X.UC_X86_REG_GS), _write_fs_gs(X.UC_X86_REG_GS, X.UC_X86_REG_GS_BASE)),
     "orig_rax": (lambda uc: _orig_rax.get(uc, _NO_SYSCALL), _orig_rax.__setitem__),

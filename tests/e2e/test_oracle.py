@@ -34,7 +34,7 @@ def oracle(need_gdb):
 STEPS = 1000
 CHECKPOINT_EVERY = 250
 # Every general register except rsp and rbp, whose values are stack addresses.
-CHECKPOINT_REGISTERS = "rax rbx rcx rdx rsi rdi r8 r9 r10 r11 r12 r13 r14 r15 rip eflags mxcsr"
+CHECKPOINT_REGISTERS = "rax rbx rcx rdx rsi rdi r8 r9 r10 r11 r12 r13 r14 r15 rip eflags cs ss mxcsr"
 COMPUTE_FUNCTIONS = ("main", "clear_scratch_registers", "stack_shuffle", "copy_bytes", "mix", "classify",
                      "smooth")
 

@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 from unicorn import UC_ERR_WRITE_UNMAPPED, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE
-from unicorn.x86_const import UC_X86_REG_MXCSR, UC_X86_REG_RDX, UC_X86_REG_RIP, UC_X86_REG_RSP
+from unicorn.x86_const import (
+    UC_X86_REG_CS, UC_X86_REG_MXCSR, UC_X86_REG_RDX, UC_X86_REG_RIP, UC_X86_REG_RSP, UC_X86_REG_SS,
+)
 
 from gdbstub.target.elf import MMAP_BASE, ElfLoadError
+from gdbstub.target.events import StopKind
+from gdbstub.target.machine import Machine
 from gdbstub.target.process import STACK_TOP, LinuxProcess, ProcessExit, ProcessSignal
 from tests.programs.build import build, have_compiler, run_emulated, run_native
 
@@ -76,6 +80,22 @@ def test_segv_faults_at_the_null_store_like_native_sigsegv() -> None:
     assert emulated.fault is not None and emulated.fault.errno == UC_ERR_WRITE_UNMAPPED
     assert (emulated.stdout, emulated.stderr) == (native.stdout, native.stderr)
     assert emulated.pc is not None and emulated.pc < 0x500000      # stopped inside main's text
+
+
+# (opcode bytes each instruction starts with)
+@pytest.mark.parametrize("insn, opcode", [
+    ("hlt", b"\xf4"), ("cli", b"\xfa"), ("rdmsr", b"\x0f\x32"),
+])
+def test_privileged_instructions_are_sigsegv_at_the_instruction_like_native(insn: str, opcode: bytes) -> None:
+    # The program runs at CPL 3 with Linux's user selectors, as gdbserver shows them.
+    path = build("privileged")
+    assert run_native(path, (insn,), env=ENV).signal == SIGSEGV
+    machine = Machine(str(path), [str(path), insn], stdout=io.BytesIO(), stderr=io.BytesIO())
+    assert (machine.process.uc.reg_read(UC_X86_REG_CS), machine.process.uc.reg_read(UC_X86_REG_SS)) == (0x33, 0x2B)
+    stop = machine.run(False)
+    assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGSEGV)
+    assert machine.read_memory(stop.pc, len(opcode)) == opcode
+    assert run_emulated(path, (), env=ENV).status == 0
 
 
 def test_abort_stops_with_sigabrt_right_after_tgkill() -> None:

@@ -3,6 +3,7 @@ state and against gdb 13 itself."""
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import socket
@@ -13,16 +14,20 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, Uc
+from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, UC_PROT_ALL, Uc
 from unicorn import x86_const as X
 
 from gdbstub.target import regs_x86_64 as regs
+from gdbstub.target.process import LinuxProcess
 
 GDB = shutil.which("gdb")
 needs_gdb = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
 GDB_TIMEOUT = 30
 
 CODE = 0x1000
+
+
+DEMO = Path(__file__).resolve().parents[2] / "gdbstub" / "demo" / "demo"
 
 
 def new_uc() -> Uc:
@@ -165,6 +170,23 @@ def test_writing_fs_selector_keeps_fs_base():
     with pytest.raises(ValueError):          # no GDT behind a non-null selector
         regs.write_register(uc, regs.number_of("fs"), (0x2B).to_bytes(4, "little"))
     assert uc.reg_read(X.UC_X86_REG_FS_BASE) == 0x4000
+
+
+def test_cs_and_ss_are_linuxs_and_can_only_be_written_back_unchanged():
+    proc = LinuxProcess.spawn(DEMO, stdout=io.BytesIO())
+    uc = proc.uc
+    for name, value in (("cs", 0x33), ("ss", 0x2B), ("ds", 0), ("es", 0)):
+        n = regs.number_of(name)
+        assert regs.read_register(uc, n) == value.to_bytes(4, "little")
+        regs.write_register(uc, n, value.to_bytes(4, "little"))      # what every `G` does: a no-op
+        with pytest.raises(ValueError, match="keeps"):
+            regs.write_register(uc, n, (value ^ 8).to_bytes(4, "little"))
+    # the CPU still runs at CPL 3: `hlt` is a #GP there (at CPL 0 it would just end the run)
+    uc.mem_write(proc.entry, b"\xf4")
+    seen = []
+    uc.hook_add(UC_HOOK_INTR, lambda uc, vector, _: (seen.append(vector), uc.emu_stop()))
+    uc.emu_start(proc.entry, 0, count=1)
+    assert seen == [13]
 
 
 def test_bad_register_number_or_size():
