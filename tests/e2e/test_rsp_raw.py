@@ -607,6 +607,8 @@ async def test_vfile_reads_the_program_and_nothing_else(serve, counter, tmp_path
         fd = int(re.fullmatch(rb"F([0-9a-f]+)", reply)[1], 16)
         assert await client.request(b"vFile:pread:%x,100,0" % fd) == b"F100;" + contents[:0x100]
         assert await client.request(b"vFile:pread:%x,40,1000" % fd) == b"F40;" + contents[0x1000:0x1040]
+        # gdb asks for a whole PacketSize at every miss of its read cache: a read is at most 16 KiB
+        assert await client.request(b"vFile:pread:%x,10000,0" % fd) == b"F4000;" + contents[:0x4000]
         reply = await client.request(b"vFile:fstat:%x" % fd)
         assert reply.startswith(b"F40;") and len(reply) == 4 + FILEIO_STAT_SIZE
         # gdb's struct stat: 32-bit dev, ino, mode, nlink, uid, gid, rdev; 64-bit size, ...; big-endian.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ...target.hostio import HostIOError
 from ..errors import Unsupported
-from ..limits import PACKET_SIZE, fit_binary_reply
+from ..limits import fit_binary_reply
 from ..outputs import Reply
 from ._parse import hex_bytes, hex_int, split
 
@@ -29,9 +29,17 @@ def _open(hio, args):
     return _ok(hio.open(hex_bytes(path), hex_int(flags, "flags"), hex_int(mode, "mode")))
 
 
+# gdb reads a file through a one-chunk cache and asks for a whole PacketSize at every miss, while
+# it mostly needs a few hundred bytes there (headers, symbol tables). A shorter read is allowed
+# and gdb asks again for the rest. Measured, gdb connecting with no local file (median of 10
+# connects): 64 KiB chunks 152 ms, 32 KiB 128 ms, 16 KiB 118 ms, 8 KiB 124 ms (gdbserver's 18 KiB
+# packets: about 120 ms); gdb itself used a quarter less CPU with 16 KiB.
+_PREAD_CHUNK = 0x4000
+
+
 def _pread(hio, args):
     fd, count, offset = split(args, b",", 3, "vFile arguments")
-    data = fit_binary_reply(hio.pread(hex_int(fd, "fd"), min(hex_int(count, "count"), PACKET_SIZE),
+    data = fit_binary_reply(hio.pread(hex_int(fd, "fd"), min(hex_int(count, "count"), _PREAD_CHUNK),
                                       hex_int(offset, "offset")))
     return _ok(len(data), data)
 
