@@ -35,6 +35,9 @@ _SHUTDOWN_STOP_SECONDS = 5.0
 # 2.6-3.0 s without the read poll and 1.5-1.8 s with 0.3 ms (0.1 ms: 2.0 s; 1 ms: 2.2 s).
 _READ_POLL_SECONDS = 0.0003
 _RUN_POLL_SECONDS = 0.001
+# How long a continue runs on the trio thread (which then reads nothing: a Ctrl-C waits) before
+# it moves to the CPU thread.
+_INLINE_RUN_SECONDS = 0.001
 
 
 def _is_shutdown(exc: BaseException) -> bool:
@@ -136,7 +139,13 @@ class Connection:
                 # A Ctrl-C that came in the same read as this resume is already buffered:
                 # take it now, so the run stops at once instead of waiting for another one.
                 await self._handle_events()
-                event = self.machine.run(True) if out.step else await self._run_in_thread()
+                if out.step:
+                    event = self.machine.run(True)
+                else:
+                    # Most continues under a debugger end within a millisecond: that long here.
+                    event = self.machine.run(False, within=_INLINE_RUN_SECONDS)
+                    if event is None:
+                        event = await self._run_in_thread()
                 if not self.closing:
                     await self._perform(self.session.stopped(event))
             elif isinstance(out, InterruptRun):

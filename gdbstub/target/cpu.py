@@ -51,7 +51,7 @@ from unicorn import (
     UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_PROT, UC_ERR_WRITE_UNMAPPED, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_INVALID,
     UC_PROT_EXEC, UC_PROT_WRITE, Uc, UcError,
 )
-from unicorn.x86_const import UC_X86_REG_ECX, UC_X86_REG_EFLAGS, UC_X86_REG_RCX, UC_X86_REG_RIP
+from unicorn.x86_const import UC_X86_REG_CS, UC_X86_REG_ECX, UC_X86_REG_EFLAGS, UC_X86_REG_RCX, UC_X86_REG_RIP
 
 from gdbstub.hwbp.attr import HW_BREAKPOINT_X, Hit, WatchSlot
 from gdbstub.target.debugregs import DebugUnit, WatchFault, WatchMode, WatchStatistics
@@ -104,6 +104,9 @@ _WATCH_FAULTS = _DATA_WATCH_FAULTS | {UC_ERR_FETCH_PROT}
 _HOT_RUN_SECONDS = 0.002
 _HOT_STREAK = 4
 _UNBOUNDED_COUNT = 1 << 62
+# A run with a time limit (run(within=...)) goes in counted slices of this many instructions
+# (about a millisecond) and looks at the clock between them.
+_SLICE_INSTRUCTIONS = 10_000
 
 # How often a pending stop request re-sends emu_stop while the run has not
 # acknowledged it (closes the window just before an emu_start).
@@ -410,8 +413,13 @@ class Cpu:
         return StopEvent(StopKind.SIGNAL, signal=reason, pc=self.pc, reason=STOP_REQUESTED)
 
     # ---- running ------------------------------------------------------------------------------
-    def run(self, step: bool = False) -> StopEvent:
-        """Run (or execute one instruction) until something stops the CPU; blocking."""
+    def run(self, step: bool = False, within: float | None = None) -> StopEvent | None:
+        """Run (or execute one instruction) until something stops the CPU; blocking.
+
+        `within`: give up after about that many seconds and return None, every instruction so
+        far executed whole, as if stopped between two; run() again goes on from there.  (The
+        server tries a continue on its own thread first: most end within a millisecond.)
+        """
         with self._lock:
             if self._running:
                 raise RuntimeError("Cpu.run() is already active")
@@ -424,7 +432,7 @@ class Cpu:
             assert event is not None
             return event
         try:
-            return self._run(step)
+            return self._run(step, within)
         finally:
             with self._lock:
                 self._running = False
@@ -436,7 +444,7 @@ class Cpu:
         """Block until no run() is active (any thread); False if one still is after `timeout` s."""
         return self._idle.wait(timeout)
 
-    def _run(self, step: bool) -> StopEvent:
+    def _run(self, step: bool, within: float | None) -> StopEvent | None:
         self._resync_pending = False     # (one set by a step that mapped code has been served)
         self._settle_slots()
         pc = self.pc
@@ -451,6 +459,11 @@ class Cpu:
                 return event
         hot = False
         streak = 0
+        give_up_at = None
+        if within is not None:
+            if not self._quiet_end_is_count():
+                return None
+            give_up_at = time.perf_counter() + within
         while True:
             event = self._take_request()
             if event is not None:
@@ -460,7 +473,13 @@ class Cpu:
             # Slot hooks need counted runs: a stop from a C helper then lands before the next instruction.
             counted = hot or self._unit.hook_mode
             started = time.perf_counter()
-            fault = self._emulate(self.pc if begin is None else begin, _UNBOUNDED_COUNT if counted else 0)
+            if give_up_at is None:
+                count = _UNBOUNDED_COUNT if counted else 0
+            elif started < give_up_at:
+                count = _SLICE_INSTRUCTIONS
+            else:
+                return None
+            fault = self._emulate(self.pc if begin is None else begin, count)
             elapsed = time.perf_counter() - started
             stopped_in = self._unit.hook_stop_pc
             if stopped_in is not None:
@@ -494,7 +513,7 @@ class Cpu:
                 hot = streak >= _HOT_STREAK
                 pc = self.pc
                 fetch = fault is not None and fault.errno not in _DATA_WATCH_FAULTS
-                cause = WatchFault(pc, fetch, elapsed) if watch_fault else None
+                cause = WatchFault(pc, fetch, elapsed, started + elapsed) if watch_fault else None
                 # After a data fault or a hook stop the code hooks at pc already ran: step with RF.
                 event = self._execute_one(pc, suppress=None if fetch else pc, fault=cause)
                 if event is not None:
@@ -503,10 +522,19 @@ class Cpu:
             event = self._take_request()
             if event is not None:
                 return event
-            # Unicorn ends emulation quietly on `hlt`, leaving RIP after it;
-            # in user mode it is a #GP.
+            if give_up_at is not None:
+                continue          # the slice ran out: the next one, or give up
+            # Unicorn ends emulation quietly on `hlt` at CPL 0, leaving RIP after it
+            # (in user mode it is a #GP: a Linux process runs at CPL 3).
             pc = self.pc
             return _hlt_stop(pc - 1 if self.read_memory(pc - 1, 1) == bytes([_HLT]) else pc)
+
+    def _quiet_end_is_count(self) -> bool:
+        """Can a counted emulation that ends for no reason only have used up its count?
+
+        Yes at CPL 3, where `hlt` raises #GP (a Linux process: process.py); at CPL 0 a `hlt`
+        ends emulation just as quietly, and the two cannot be told apart afterwards."""
+        return self.uc.reg_read(UC_X86_REG_CS) & 3 == 3
 
     def _single_step(self, pc: int, rf: int | None) -> StopEvent:
         """Execute one instruction as Linux's PTRACE_SINGLESTEP does: with EFLAGS.TF set.

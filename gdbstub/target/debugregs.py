@@ -67,7 +67,7 @@ import ctypes
 import enum
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from unicorn import (
     UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_READ, UC_MEM_WRITE, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE,
@@ -205,6 +205,7 @@ class WatchFault:
     pc: int
     fetch: bool            # the instruction fetch faulted (a read-watched page that holds code)
     run_seconds: float     # how long the program ran before it
+    seen_at: float = field(default_factory=time.perf_counter)   # when the run ended with it
 
 
 @dataclass(frozen=True)
@@ -379,7 +380,7 @@ class DebugUnit:
         self._step_fault = fault
         if fault is not None:
             self._protection_faults += 1
-            self._step_started = time.perf_counter()
+            self._step_started = fault.seen_at
         # The whole address space: an access may start on the page before a
         # watched one, and the hook only lives for one instruction.
         self._memory_hook.add()

@@ -154,10 +154,14 @@ class Machine:
 
     # ----- running --------------------------------------------------------------
 
-    def run(self, step: bool) -> StopEvent:
-        """Blocking: called in the worker thread. Returns the one StopEvent of this resume."""
+    def run(self, step: bool, within: float | None = None) -> StopEvent | None:
+        """Blocking: the one StopEvent of this resume, or None if `within` seconds passed
+        first (Cpu.run): run again to go on."""
         self.core.clear_dr6(self.CPU)   # as the kernel does on each #DB entry
-        event = replace(self.cpu.run(step=step), thread=self.tid)
+        event = self.cpu.run(step=step, within=within)
+        if event is None:
+            return None
+        event = replace(event, thread=self.tid)
         if event.kind in (StopKind.EXITED, StopKind.KILLED):
             self._process_ended(event)
         elif event.kind is StopKind.WATCH and self.debugger is not None:

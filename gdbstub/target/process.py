@@ -278,7 +278,7 @@ def _cpuid_leaf1_edx() -> int:
     return uc.reg_read(UC_X86_REG_RDX)
 
 
-def _enter_user_mode(uc: Uc) -> None:
+def enter_user_mode(uc: Uc) -> None:
     """Drop a fresh CPU (nothing mapped yet) to privilege level 3, as the kernel's sysret does.
 
     Unicorn starts at CPL 0, where `hlt`, `cli` or `in` simply run (and `hlt` ends emulation as
@@ -370,7 +370,7 @@ class LinuxProcess:
         if terminal is None:
             terminal = _isatty(out)
         uc = Uc(UC_ARCH_X86, UC_MODE_64)
-        _enter_user_mode(uc)
+        enter_user_mode(uc)
         proc = cls(uc, elf, stdout=out, stderr=err, stdin_data=stdin or b"", terminal=terminal)
         proc._load_image()
         argv_b = [_to_bytes(a) for a in (argv if argv is not None else [elf.path])]

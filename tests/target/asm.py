@@ -27,6 +27,8 @@ from unicorn import (
 )
 from unicorn.x86_const import UC_X86_REG_RIP, UC_X86_REG_RSP
 
+from gdbstub.target.process import enter_user_mode
+
 CODE_BASE = 0x400000
 DATA_BASE = 0x600000          # a data area of DATA_PAGES pages, read-write
 DATA_PAGES = 4
@@ -97,9 +99,11 @@ class RawProgram:
     before the Cpu is built (the Cpu reads guest permissions at construction).
     """
 
-    def __init__(self, source: str, start: str | None = None) -> None:
+    def __init__(self, source: str, start: str | None = None, *, user_mode: bool = False) -> None:
         self.asm = assemble(source)
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        if user_mode:           # CPL 3, as a Linux process runs (default: Unicorn's CPL 0)
+            enter_user_mode(self.uc)
         code_size = _page_round(len(self.asm.code))
         self.uc.mem_map(CODE_BASE, code_size, UC_PROT_READ | UC_PROT_EXEC)
         self.uc.mem_write(CODE_BASE, self.asm.code)

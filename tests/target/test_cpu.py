@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 from unicorn import UC_HOOK_INSN, UC_PROT_NONE, UC_PROT_READ, UC_PROT_WRITE, Uc
 from unicorn.x86_const import (
-    UC_X86_INS_SYSCALL, UC_X86_REG_EFLAGS, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RDI,
+    UC_X86_INS_SYSCALL, UC_X86_REG_EFLAGS, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDI,
     UC_X86_REG_RDX, UC_X86_REG_RSI, UC_X86_REG_RSP,
 )
 
@@ -286,6 +286,42 @@ def test_pc_property_reads_and_writes_rip():
     cpu.pc = prog["second"]
     assert cpu.pc == prog["second"]
     assert signal_stop(cpu.run()) == (StopKind.SIGNAL, SIGTRAP, prog["second"] + 1)
+
+
+# ---- runs with a time limit (how the server tries a continue on its own thread first) ----------
+def test_a_run_within_a_time_limit_stops_between_whole_instructions_and_goes_on():
+    # 2M read-modify-write adds take far longer than 1 ms: the run gives up many times, each time
+    # between two instructions, so the total is exact (an asynchronous stop could repeat an add).
+    times = 2_000_000
+    prog = RawProgram(f".set X, {X:#x}\n" + counted_loop(times), user_mode=True)
+    cpu = Cpu(prog.uc)
+    gave_up = 0
+    while (stop := cpu.run(within=0.001)) is None:
+        gave_up += 1
+        done = struct.unpack("<Q", cpu.read_memory(X, 8))[0]
+        assert done == times - prog.uc.reg_read(UC_X86_REG_RCX) + (cpu.pc == prog["target"])
+    assert gave_up > 2
+    assert signal_stop(stop) == (StopKind.SIGNAL, SIGTRAP, cpu.pc)
+    assert struct.unpack("<Q", cpu.read_memory(X, 8))[0] == times
+
+
+def test_a_run_within_a_time_limit_reports_stops_like_any_run():
+    prog = RawProgram(f".set X, {X:#x}\n" + counted_loop(5), user_mode=True)
+    cpu = Cpu(prog.uc)
+    cpu.on_debug_exception = lambda hit: True          # every hit stops, as gdb's watchpoints do
+    cpu.set_debug_slots([WatchSlot(0, X, 8, HW_BREAKPOINT_W)])
+    stop = cpu.run(within=1.0)
+    assert (stop.kind, stop.pc) == (StopKind.WATCH, prog["target"])
+    prog = RawProgram("nop\n insn: hlt\n nop", user_mode=True)
+    assert signal_stop(Cpu(prog.uc).run(within=1.0)) == (StopKind.SIGNAL, SIGSEGV, prog["insn"])
+
+
+def test_a_run_within_a_time_limit_at_cpl_0_gives_up_at_once():
+    # There a hlt ends emulation as quietly as a used-up count: no way to tell them apart.
+    prog, cpu = make(counted_loop(5))
+    assert cpu.run(within=1.0) is None
+    assert cpu.pc == prog.asm.base and cpu.read_memory(X, 8) == bytes(8)
+    assert cpu.run().kind is StopKind.SIGNAL           # an unlimited run still works
 
 
 # ---- stop requests -----------------------------------------------------------------------------
