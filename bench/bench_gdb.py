@@ -390,24 +390,22 @@ def bench_memory_read(kind, config, programs, run_dir) -> Figure:
 
 
 def bench_connect(kind, config, programs, run_dir) -> Figure:
-    """Median wall time of whole gdb runs that only connect, with no local file."""
+    """Wall time of one whole gdb run that only connects, with no local file (a fresh server)."""
     program = programs["step"]
-    times = []
-    for _ in range(config.connect_runs):
-        with serving(kind, program, [], run_dir) as port:
-            start = time.perf_counter()
-            try:
-                result = subprocess.run([GDB, "-batch", "-nx", "-ex", f"target remote {HOST}:{port}"],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, errors="replace",
-                                        timeout=config.gdb_timeout, env=GDB_ENV)
-            except subprocess.TimeoutExpired:
-                raise BenchError(f"gdb did not finish within {config.gdb_timeout:g} s") from None
-            times.append(time.perf_counter() - start)
-        # gdb shows the first stop as "0x... in _start ()" (or "... in ?? ()" without symbols).
-        if not re.search(r"^0x[0-9a-f]+ in ", result.stdout, re.MULTILINE):
-            raise BenchError(f"gdb showed no stop after connecting: {last_lines(result.stdout)}")
-    return Figure(statistics.median(times) * 1000, detail=f"{len(times)} connects")
+    with serving(kind, program, [], run_dir) as port:
+        start = time.perf_counter()
+        try:
+            result = subprocess.run([GDB, "-batch", "-nx", "-ex", f"target remote {HOST}:{port}"],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, errors="replace",
+                                    timeout=config.gdb_timeout, env=GDB_ENV)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"gdb did not finish within {config.gdb_timeout:g} s") from None
+        elapsed = time.perf_counter() - start
+    # gdb shows the first stop as "0x... in _start ()" (or "... in ?? ()" without symbols).
+    if not re.search(r"^0x[0-9a-f]+ in ", result.stdout, re.MULTILINE):
+        raise BenchError(f"gdb showed no stop after connecting: {last_lines(result.stdout)}")
+    return Figure(elapsed * 1000)
 
 
 def bench_watch_hits(kind, config, programs, run_dir) -> Figure:
@@ -557,14 +555,17 @@ def run_simple(key: str, servers, unavailable, config, programs, run_dir) -> lis
     title, unit, digits, function = SIMPLE_WORKLOADS[key]
     count = {"a": config.steps, "b": config.reads, "e": config.hits}.get(key)
     row = Row(key, title + (f" (N={count:,})" if count else ""), unit, digits)
+    samples = {kind.key: Samples() for kind in servers if kind.key not in unavailable}
+    # Each round runs every server in turn, so that the machine's drift spreads over all of them.
+    for _ in range(config.connect_runs if key == "d" else config.runs):
+        for kind in servers:
+            if kind.key in samples:
+                samples[kind.key].take(lambda kind=kind: function(kind, config, programs, run_dir))
     for kind in servers:
-        if kind.key in unavailable:
+        if kind.key in samples:
+            samples[kind.key].put(row, kind)
+        else:
             row.cells[kind.key] = NOT_AVAILABLE
-            continue
-        samples = Samples()
-        for _ in range(1 if key == "d" else config.runs):     # d takes its own median of 5 connects
-            samples.take(lambda: function(kind, config, programs, run_dir))
-        samples.put(row, kind)
     if key == "a":
         ends = {k: f.detail for k, f in row.cells.items() if isinstance(f, Figure)}
         if len(set(ends.values())) > 1:

@@ -64,7 +64,7 @@ class Connection:
         self.closing: str | None = None
         socket = getattr(stream, "socket", None)          # a SocketStream; stdio has none
         self._fd = socket.fileno() if socket is not None else None
-        self._cpu_thread = RunThread()
+        self._cpu_thread: RunThread | None = None      # started by the first long continue
 
     async def serve(self) -> None:
         try:
@@ -75,7 +75,8 @@ class Connection:
                 self.closing = self.closing or "the server is shutting down"
             raise
         finally:
-            self._cpu_thread.close()
+            if self._cpu_thread is not None:
+                self._cpu_thread.close()
             self.session.disconnected()
             log.info("connection closed: %s", self.closing or "error")
             with trio.CancelScope(shield=True):
@@ -157,6 +158,8 @@ class Connection:
 
     async def _run_in_thread(self):
         """Run the CPU until it stops, reading the socket meanwhile (Ctrl-C, disconnect)."""
+        if self._cpu_thread is None:
+            self._cpu_thread = RunThread()
         cpu = self._cpu_thread
         cpu.start(self.machine.run, False)
         try:

@@ -909,6 +909,22 @@ async def test_k_closes_and_the_next_client_gets_a_fresh_program(serve, counter)
         assert await monitor_hwbp(client) == ([], 0)
 
 
+async def test_vKill_answers_OK_then_closes_and_the_program_starts_afresh(serve, counter):
+    # gdb tries vKill;pid before k (gdbserver answers it), naming the process 42000 (0xa410)
+    # when the stub does not offer multiprocess+.
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        wire = await served.wire()
+        assert await wire.request(b"vKill;zz") == b"E16"                 # malformed: not killed
+        assert (await wire.request(b"vCont;s")).startswith(b"T05")
+        await wire.send(frame(b"vKill;a410"))
+        assert await wire.until_eof() == b"+" + frame(b"OK")
+        with trio.fail_after(PROMPT_SECONDS):
+            await served.wait_idle()
+        _, fields = stop_fields(await (await served.connect()).request(b"?"))
+        assert register(fields, RIP) == counter.entry
+
+
 async def test_ctrl_c_in_the_same_read_as_the_continue_stops_the_run(serve, spin):
     with trio.fail_after(TEST_SECONDS):
         served = await serve(spin)

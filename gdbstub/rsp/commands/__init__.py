@@ -1,6 +1,6 @@
 """The command table: packet name -> handler. Find any packet's code in one hop:
 
-    ?  D  k  H  T  qC  qfThreadInfo  qAttached  qOffsets  qSymbol  qSupported
+    ?  D  k  vKill  H  T  qC  qfThreadInfo  qAttached  qOffsets  qSymbol  qSupported
     QStartNoAckMode  vMustReplyEmpty  qTStatus                -> base.py
     g  G  p  P                                                -> registers.py
     m  M  X                                                   -> memory.py
