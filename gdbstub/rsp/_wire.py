@@ -145,8 +145,10 @@ def rle_encode(data: bytes) -> bytes:
 
 
 def _encode_run(byte: int, length: int) -> bytes:
-    out = bytearray()
-    remaining = length
+    # Whole pieces of 1 + _RLE_MAX_EXTRA bytes all encode alike: made at once (a page of zeros is
+    # 8192 hex digits, 84 pieces), the rest by the loop.
+    whole, remaining = divmod(length, 1 + _RLE_MAX_EXTRA)
+    out = bytearray(bytes((byte, RLE_MARK, _RLE_MAX_EXTRA + _RLE_BIAS)) * whole)
     while remaining:
         out.append(byte)
         remaining -= 1
