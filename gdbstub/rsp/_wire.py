@@ -145,22 +145,16 @@ def rle_encode(data: bytes) -> bytes:
 
 
 def _encode_run(byte: int, length: int) -> bytes:
-    # Whole pieces of 1 + _RLE_MAX_EXTRA bytes all encode alike: made at once (a page of zeros is
-    # 8192 hex digits, 84 pieces), the rest by the loop.
-    whole, remaining = divmod(length, 1 + _RLE_MAX_EXTRA)
-    out = bytearray(bytes((byte, RLE_MARK, _RLE_MAX_EXTRA + _RLE_BIAS)) * whole)
-    while remaining:
-        out.append(byte)
-        remaining -= 1
-        extra = min(remaining, _RLE_MAX_EXTRA)
-        if extra < _RLE_MIN_EXTRA:
-            continue
-        if extra in _RLE_FORBIDDEN_EXTRA:
-            extra = _RLE_SAFE_EXTRA
-        out.append(RLE_MARK)
-        out.append(extra + _RLE_BIAS)
-        remaining -= extra
-    return bytes(out)
+    # Pieces of 1 + _RLE_MAX_EXTRA bytes first (all alike: a page of zeros is 8192 hex digits, 84
+    # pieces), then the rest as one literal and its count, or as plain literals when that is shorter.
+    whole, rest = divmod(length, 1 + _RLE_MAX_EXTRA)
+    out = bytes((byte, RLE_MARK, _RLE_MAX_EXTRA + _RLE_BIAS)) * whole
+    extra = rest - 1
+    if extra < _RLE_MIN_EXTRA:
+        return out + bytes((byte,)) * rest
+    if extra in _RLE_FORBIDDEN_EXTRA:    # 5 extra repeats, and the last one or two as literals
+        return out + bytes((byte, RLE_MARK, _RLE_SAFE_EXTRA + _RLE_BIAS)) + bytes((byte,)) * (extra - _RLE_SAFE_EXTRA)
+    return out + bytes((byte, RLE_MARK, extra + _RLE_BIAS))
 
 
 def rle_decode(data: bytes) -> bytes:
