@@ -73,6 +73,9 @@ class GdbDebugger:
         self.core = core
         self.task = task
         self._pieces: dict[tuple[int, int, int], _Piece] = {}        # (type, addr, len) -> bp
+        # Removed by gdb but still registered until settle(): gdb removes every breakpoint at each
+        # stop and inserts the same ones before it resumes, and the pair then costs no core call.
+        self._releasing: dict[tuple[int, int, int], _Piece] = {}
         self._requests: dict[tuple[int, int, int], list[tuple[int, int, int]]] = {}
         self.read_watchpoints = self._accepts(BreakpointAttr(0x1000, 1, HW_BREAKPOINT_R))
 
@@ -95,6 +98,8 @@ class GdbDebugger:
         if request in self._requests:
             return   # a duplicate Z: idempotent
         keys = [(bp_type, a, n) for a, n in self._pieces_for(bp_type, addr, kind)]
+        if any(key not in self._pieces and key not in self._releasing for key in keys):
+            self.settle()       # a new registration: the slots held must be exactly gdb's
         taken: list[tuple[int, int, int]] = []
         try:
             for key in keys:
@@ -103,6 +108,7 @@ class GdbDebugger:
         except HwBreakpointError as exc:
             for key in taken:
                 self._drop(key)
+            self.settle()
             log.warning("Z%d,%x,%x refused: %s; slots held by: %s", ztype, addr, kind, exc, self.holders())
             raise TargetError(exc.errno or errno.ENOSPC, str(exc)) from None
         self._requests[request] = keys
@@ -111,10 +117,18 @@ class GdbDebugger:
         for key in self._requests.pop((ztype, addr, kind), []):
             self._drop(key)
 
+    def settle(self) -> None:
+        """Give back the slots of the breakpoints gdb removed and has not inserted again.
+        Called before the program runs and before anyone else looks at or asks for slots."""
+        releasing, self._releasing = self._releasing, {}
+        for piece in releasing.values():
+            self.core.unregister(piece.bp)
+
     def release_all(self) -> None:
         """Detach, kill or disconnect: give every slot back."""
         for request in list(self._requests):
             self.remove(*request)
+        self.settle()
 
     def _pieces_for(self, bp_type: int, addr: int, kind: int) -> list[tuple[int, int]]:
         if bp_type == HW_BREAKPOINT_X:
@@ -134,6 +148,11 @@ class GdbDebugger:
         if piece is not None:
             piece.refs += 1
             return
+        piece = self._releasing.pop(key, None)
+        if piece is not None:       # removed at the stop, back before the resume: still registered
+            piece.refs = 1
+            self._pieces[key] = piece
+            return
         bp_type, addr, length = key
         attr = BreakpointAttr(bp_addr=addr, bp_len=length, bp_type=bp_type)
         bp = self.core.register_user(attr, self.task, handler=self._hit, owner="gdb")
@@ -144,7 +163,7 @@ class GdbDebugger:
         piece.refs -= 1
         if piece.refs == 0:
             del self._pieces[key]
-            self.core.unregister(piece.bp)
+            self._releasing[key] = piece
 
     # ----- hits --------------------------------------------------------------------
 

@@ -44,3 +44,31 @@ def test_a_request_that_does_not_fit_leaves_no_piece_behind():
     assert len(core.breakpoints()) == 2
     debugger.release_all()
     assert not core.is_used()
+
+
+def test_a_watchpoint_removed_at_a_stop_and_inserted_again_keeps_its_registration():
+    # gdb removes every breakpoint at each stop and inserts the same ones before resuming.
+    core = BreakpointCore(arch=X86DebugArch(), ncpus=1)
+    debugger = GdbDebugger(core, task="program")
+    debugger.insert(2, BASE, 4)
+    [bp] = core.breakpoints()
+    debugger.remove(2, BASE, 4)
+    debugger.insert(2, BASE, 4)
+    assert core.breakpoints() == [bp]                     # the same one: no unregister, no register
+    debugger.remove(2, BASE, 4)
+    debugger.settle()                                     # the program resumes without it
+    assert not core.is_used()
+
+
+def test_slots_gdb_gave_back_are_free_for_a_new_request_and_after_release_all():
+    core = BreakpointCore(arch=X86DebugArch(), ncpus=1)
+    debugger = GdbDebugger(core, task="program")
+    for n in range(4):
+        debugger.insert(2, BASE + 8 * n, 8)
+    for n in range(4):
+        debugger.remove(2, BASE + 8 * n, 8)
+    debugger.insert(4, BASE + 64, 8)                      # a new one: the four given back make room
+    assert [bp.attr.bp_addr for bp in core.breakpoints()] == [BASE + 64]
+    debugger.remove(4, BASE + 64, 8)
+    debugger.release_all()
+    assert not core.is_used()

@@ -157,6 +157,8 @@ class Machine:
     def run(self, step: bool, within: float | None = None) -> StopEvent | None:
         """Blocking: the one StopEvent of this resume, or None if `within` seconds passed
         first (Cpu.run): run again to go on."""
+        if self.debugger is not None:
+            self.debugger.settle()
         self.core.clear_dr6(self.CPU)   # as the kernel does on each #DB entry
         event = self.cpu.run(step=step, within=within)
         if event is None:
@@ -237,6 +239,8 @@ class Machine:
     def monitor(self, command: str) -> str:
         from ..monitor import run_monitor_command
 
+        if self.debugger is not None:
+            self.debugger.settle()      # the slots gdb gave back are free for what the command does
         return run_monitor_command(self, command)
 
     # ----- debug registers ------------------------------------------------------
