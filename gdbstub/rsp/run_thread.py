@@ -1,12 +1,11 @@
 """The thread a connection's CPU runs in during a continue, and a cheap way to wait for it.
 
-A continue under a debugger usually ends within a millisecond: a watchpoint hit, a breakpoint in
-a loop.  Handing such a run to one of trio's worker threads and back cost far more than the run
-itself (measured through gdb: 810 us per watchpoint continue, of which the run was 110 us): trio's
-thread cache, the nursery around the run, and waking sleeping threads.  So each connection keeps
-one thread for the CPU, and the waiting side first waits for the result on a plain lock for a
-short while (350 us per such continue) before it sleeps the trio way, with the socket watched
-for Ctrl-C.
+A continue first runs on the trio thread for a millisecond (server.py); one that goes on comes
+here.  Handing a run to one of trio's worker threads and back cost far more than a short run
+(measured through gdb: 810 us per watchpoint continue, of which the run was 110 us): trio's thread
+cache, the nursery around the run, and waking sleeping threads.  So each connection keeps one
+thread for the CPU, and the waiting side first waits for the result on a plain lock for a short
+while (350 us per such continue) before it sleeps the trio way, with the socket watched for Ctrl-C.
 """
 
 from __future__ import annotations

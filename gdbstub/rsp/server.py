@@ -2,14 +2,14 @@
 
 Per connection (design-style.md §6.4, simplified where measurement said so):
 while the program is stopped the connection task reads the socket itself and
-answers each packet; a resume runs the CPU in the connection's CPU thread
-(run_thread.py) and, if the run lasts, a reader task alive only for that run
-watches the socket for Ctrl-C or a vanished client. A single step is one
-instruction, so it runs inline: thread hand-offs per `stepi` cost more than the
-step itself. Waiting is done by polling first and sleeping after (the next
-packet, the end of a short run): on a VM, being put to sleep and woken costs
-more than a request/reply exchange with gdb. The connection task is the only
-writer of the stream.
+answers each packet. A step, and the first millisecond of a continue, run
+inline: most continues under a debugger end there, and thread hand-offs cost
+more than such a run. A continue that goes on moves to the connection's CPU
+thread (run_thread.py) while a reader task, alive only for that run, watches
+the socket for Ctrl-C or a vanished client. Waiting is done by polling first
+and sleeping after: on a VM, being put to sleep and woken costs more than a
+request/reply exchange with gdb. The connection task is the only writer of the
+stream.
 """
 
 from __future__ import annotations

@@ -94,18 +94,19 @@ _HOOK_KIND_FOR = {HW_BREAKPOINT_R: UC_HOOK_MEM_READ, HW_BREAKPOINT_W: UC_HOOK_ME
 _WIDEST_ACCESS = 16
 
 # Hot-page policy: a false fault (an access that matched no slot) is "busy"
-# when its watched step took at least _HOT_FAULT_SHARE of that step plus the
-# time the program ran before it.  After _HOT_AFTER_FALSE_FAULTS false faults
-# on a page, the page switches when most of them were busy, else its tally is
-# halved and keeps counting.  A vote, not a sum of times, so that one slow
-# interval (the first run translating code, a loaded machine) cannot outweigh
-# sixty fast ones.  Derivation
-# (measured on the bench loop): a false fault costs ~40 us in all, of which
-# the step is ~10 us; hook mode runs code ~3.7x slower; so hook mode wins when
-# the program runs less than ~40 / 2.7 = 15 us between false faults (~20 us
-# as measured, with emu_start's own ~5 us), i.e. when the steps take more than
-# 10 / (10 + 20) ~ 0.35 of the two.  A tight loop shows ~0.7, a page touched
-# every millisecond ~0.01.
+# when handling it (from the fault to the end of its watched step) took at
+# least _HOT_FAULT_SHARE of that plus the time the program ran before it.
+# After _HOT_AFTER_FALSE_FAULTS false faults on a page, the page switches when
+# most of them were busy, else its tally is halved and keeps counting.  A
+# vote, not a sum of times, so that one slow interval (the first run
+# translating code, a loaded machine) cannot outweigh sixty fast ones.
+# Measured: in a tight loop a false fault's handling takes ~30 us against a
+# few us of running (share ~0.9); in gdb's watch loop, where every continue
+# has one false fault, ~100 us against ~120 us (share ~0.46, most of that
+# "run" re-translating what the previous step's cache flush threw away); a
+# page touched once every 2 ms of running shares ~0.02.  Hook mode runs code
+# ~3.5x slower, so it pays when the program runs only some tens of us
+# between false faults.
 _HOT_AFTER_FALSE_FAULTS = 64
 _HOT_FAULT_SHARE = 0.35
 

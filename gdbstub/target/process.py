@@ -76,8 +76,7 @@ DEFAULT_PID = 4242
 _FPU_CONTROL_WORD = 0x037F
 _MXCSR_DEFAULT = 0x1F80
 _RFLAGS_USER = 0x202                       # IF set, reserved bit 1
-# Linux's user selectors (__USER_CS, __USER_DS), what gdbserver shows as cs and ss.
-USER_CS = 0x33
+# Linux's user data selector (__USER_DS), gdbserver's ss; sysret makes cs 8 more (__USER_CS, 0x33).
 USER_SS = 0x2B
 _MSR_EFER, _MSR_STAR, _EFER_SCE = 0xC0000080, 0xC0000081, 1
 _SYSRETQ = b"\x48\x0f\x07"
@@ -281,7 +280,7 @@ def _cpuid_leaf1_edx() -> int:
 def enter_user_mode(uc: Uc) -> None:
     """Drop a fresh CPU (nothing mapped yet) to privilege level 3, as the kernel's sysret does.
 
-    Unicorn starts at CPL 0, where `hlt`, `cli` or `in` simply run (and `hlt` ends emulation as
+    Unicorn starts at CPL 0, where `hlt`, `cli` or `rdmsr` simply run (and `hlt` ends emulation as
     quietly as the end of a counted run does).  At CPL 3 they raise #GP, and Linux delivers SIGSEGV.
     """
     scratch = PAGE_SIZE
