@@ -522,11 +522,15 @@ class Cpu:
             event = self._take_request()
             if event is not None:
                 return event
+            pc = self.pc
+            if pc == 0:
+                # emu_start's `until` is 0: a jump there ends emulation quietly, before the fetch
+                # that would fault (nothing is ever mapped at 0).
+                return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=0, fault_addr=0, reason="jump to address 0")
             if give_up_at is not None:
                 continue          # the slice ran out: the next one, or give up
             # Unicorn ends emulation quietly on `hlt` at CPL 0, leaving RIP after it
             # (in user mode it is a #GP: a Linux process runs at CPL 3).
-            pc = self.pc
             return _hlt_stop(pc - 1 if self.read_memory(pc - 1, 1) == bytes([_HLT]) else pc)
 
     def _quiet_end_is_count(self) -> bool:
@@ -591,6 +595,10 @@ class Cpu:
             if error is None or error.errno not in _WATCH_FAULTS:
                 return self._after_one(pc, error, None, ())
             fault = WatchFault(pc, error.errno not in _DATA_WATCH_FAULTS, 0.0)
+        if fault is not None and self._count_hook_live:
+            # After a counted run the step would reuse the block cached then, whose reads of a
+            # page protected against reading (a read-only watch) skip the step's memory hook.
+            self.uc.ctl_remove_cache(pc, pc + 1)
         self._unit.begin_step(fault)
         self._suppress_at = suppress
         try:

@@ -62,6 +62,7 @@ class Machine:
         self.hostio = HostIO(allowed={os.path.realpath(self.process.path)}, pid=self.process.pid,
                              exe=self.process.path)
         self._ended: StopEvent | None = None
+        self._resume_unfinished = False
         # gdb's Z1-Z4 consumer of the core API; None where the arch has no slots.
         self.debugger = GdbDebugger(self.core, self.process) if self.core.arch.supported else None
 
@@ -159,8 +160,10 @@ class Machine:
         first (Cpu.run): run again to go on."""
         if self.debugger is not None:
             self.debugger.settle()
-        self.core.clear_dr6(self.CPU)   # as the kernel does on each #DB entry
+        if not self._resume_unfinished:
+            self.core.clear_dr6(self.CPU)   # as the kernel does on each #DB entry
         event = self.cpu.run(step=step, within=within)
+        self._resume_unfinished = event is None      # the next run() goes on with this resume
         if event is None:
             return None
         event = replace(event, thread=self.tid)

@@ -282,12 +282,19 @@ _WRITE_ORDER = (_FSTAT, *(n for n in range(len(REGISTERS)) if n != _FSTAT))
 def write_all(uc: Uc, blob: bytes) -> None:
     """Apply a `G` body.  A short blob writes only the registers it touches;
     one that ends inside a register keeps that register's remaining bytes
-    (gdbserver overlays the blob on its register cache the same way)."""
+    (gdbserver overlays the blob on its register cache the same way).
+    ValueError, with no register changed, for a value the CPU refuses."""
     if len(blob) > BLOB_SIZE:
         raise ValueError(f"register blob is {len(blob)} bytes, the most is {BLOB_SIZE}")
     touched = [n for n in _WRITE_ORDER if _OFFSETS[n] < len(blob)]
-    if len(blob) < BLOB_SIZE:
-        blob = blob + read_all(uc)[len(blob):]
-    fields = _BLOB_CODEC.parse(blob)
-    for n in touched:
-        write_register(uc, n, fields[REGISTERS[n].name])
+    before = read_all(uc)
+    fields = _BLOB_CODEC.parse(blob + before[len(blob):])
+    try:
+        for n in touched:
+            write_register(uc, n, fields[REGISTERS[n].name])
+    except ValueError:
+        # A value the CPU refuses (a segment selector): the whole `G` fails, nothing changed.
+        old = _BLOB_CODEC.parse(before)
+        for n in touched:
+            write_register(uc, n, old[REGISTERS[n].name])
+        raise

@@ -26,6 +26,7 @@ from elftools.elf.elffile import ELFFile
 from gdbstub.rsp.client import RspClient
 from gdbstub.rsp.server import Server
 from gdbstub.target.machine import Machine
+from gdbstub.target.regs_x86_64 import REGISTERS, number_of
 from tests.programs.build import build, have_compiler
 
 TEST_SECONDS = 10          # every test body runs under trio.fail_after(TEST_SECONDS)
@@ -907,6 +908,20 @@ async def test_k_closes_and_the_next_client_gets_a_fresh_program(serve, counter)
         assert register(fields, RIP) == counter.entry
         assert await client.request(b"m%x,4" % addr) == b"00000000"
         assert await monitor_hwbp(client) == ([], 0)
+
+
+async def test_a_G_that_changes_a_segment_selector_is_refused_whole(serve, counter):
+    # cs is 0x33, as under Linux; the CPU cannot take another selector (it has no GDT).
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        wire = await served.wire()
+        before = await wire.request(b"g")
+        cs = 2 * sum(reg.size for reg in REGISTERS[:number_of("cs")])     # hex digits before cs
+        assert before[cs:cs + 8] == b"33000000"
+        changed = b"ff" + before[2:cs] + b"23000000" + before[cs + 8:]      # rax and cs
+        assert await wire.request(b"G" + changed) == b"E16"
+        assert await wire.request(b"g") == before                         # rax untouched too
+        assert await wire.request(b"G" + before) == b"OK"                 # unchanged: a no-op
 
 
 async def test_vKill_answers_OK_then_closes_and_the_program_starts_afresh(serve, counter):

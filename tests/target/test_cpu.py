@@ -18,7 +18,7 @@ from unicorn.x86_const import (
     UC_X86_REG_RDX, UC_X86_REG_RSI, UC_X86_REG_RSP,
 )
 
-from gdbstub.hwbp.attr import HW_BREAKPOINT_RW, HW_BREAKPOINT_W, HW_BREAKPOINT_X, Hit, WatchSlot
+from gdbstub.hwbp.attr import HW_BREAKPOINT_R, HW_BREAKPOINT_RW, HW_BREAKPOINT_W, HW_BREAKPOINT_X, Hit, WatchSlot
 from gdbstub.target.cpu import Cpu
 from gdbstub.target.debugregs import WatchMode
 from gdbstub.target.events import (
@@ -314,6 +314,24 @@ def test_a_run_within_a_time_limit_reports_stops_like_any_run():
     assert (stop.kind, stop.pc) == (StopKind.WATCH, prog["target"])
     prog = RawProgram("nop\n insn: hlt\n nop", user_mode=True)
     assert signal_stop(Cpu(prog.uc).run(within=1.0)) == (StopKind.SIGNAL, SIGSEGV, prog["insn"])
+
+
+def test_a_read_only_slot_stops_a_run_within_a_time_limit():
+    # The read faults at the start of a block translated for a counted slice, and Unicorn keeps
+    # it: stepped from that block, the read would skip the step's memory hook.
+    prog = RawProgram(f".set X, {X:#x}\n insn: mov rax, qword ptr [X]\n after: nop\n int3", user_mode=True)
+    cpu = Cpu(prog.uc, watch_mode=WatchMode.PROTECT)
+    cpu.on_debug_exception = lambda hit: True
+    cpu.set_debug_slots([WatchSlot(0, X, 8, HW_BREAKPOINT_R)])
+    stop = cpu.run(within=1.0)
+    assert (stop.kind, stop.pc) == (StopKind.WATCH, prog["after"])
+
+
+def test_a_jump_to_address_0_is_sigsegv_there_with_or_without_a_time_limit():
+    for within in (None, 1.0):
+        prog = RawProgram("xor eax, eax\n jmp rax", user_mode=True)
+        stop = Cpu(prog.uc).run(within=within)
+        assert (stop.kind, stop.signal, stop.pc, stop.fault_addr) == (StopKind.SIGNAL, SIGSEGV, 0, 0)
 
 
 def test_a_run_within_a_time_limit_at_cpl_0_gives_up_at_once():

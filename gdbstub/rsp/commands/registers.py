@@ -13,7 +13,10 @@ def handle_g(session, args: bytes) -> bytes:
 
 
 def handle_G(session, args: bytes) -> bytes:
-    session.target.write_registers(hex_bytes(args))
+    try:
+        session.target.write_registers(hex_bytes(args))
+    except ValueError as exc:
+        raise TargetError(errno.EINVAL, str(exc)) from None
     return b"OK"
 
 
