@@ -159,6 +159,17 @@ def test_rwatch_fires_on_reads_not_on_writes(serve):
     assert re.search(rf"<- b'Z3,{shared:x},4'\n.*-> b''\n.*<- b'Z4,{shared:x},4'\n.*-> b'OK'", log)
 
 
+def test_rwatch_with_the_virt_arch_is_a_true_read_watchpoint(serve):
+    # virt has read-only slots: Z3 is taken (no Z4 fallback) and every read stops, also a read the
+    # CPU meets again in a block it translated before.
+    stub = serve("watch_read_call", once=True, options=("--debug-arch", "virt", "--log-packets"))
+    out = run_gdb(stub.port, ["break main", "continue", "rwatch shared", *["continue"] * 4])
+    assert re.findall(r"Hardware read watchpoint 2: shared\n\nValue = (\d+)\n", out) == ["5", "5", "5"]
+    assert "exited normally" in out
+    assert program_output(stub) == "sink=15\n"
+    assert "<- b'Z4," not in stub.stderr_text()
+
+
 def test_awatch_fires_on_reads_and_writes(serve):
     stub = serve("watch_access", once=True)
     out = run_gdb(stub.port, ["awatch shared", *["continue"] * 7])
