@@ -106,17 +106,6 @@ EOF = Sentinel.EOF
 # --- the codec ----------------------------------------------------------------------------------
 
 
-class _State(enum.Enum):
-    IDLE = "idle"              # between packets: waiting for '$', '+', '-' or 0x03
-    BODY = "body"              # inside '$...': collecting the payload up to '#'
-    DRAIN = "drain"            # inside an oversized packet: counting and discarding up to '#'
-    CHECKSUM = "checksum"      # after '#': waiting for the two checksum digits
-
-    # Members are singletons: hash by identity in C. Enum's own __hash__ is Python code, and
-    # next_event looks the state up twice per packet.
-    __hash__ = object.__hash__
-
-
 _BETWEEN_PACKETS: dict[Role, re.Pattern[bytes]] = {
     "server": re.compile(rb"[$+\-\x03]"),
     "client": re.compile(rb"[$+\-]"),     # a stub never sends Ctrl-C: 0x03 is garbage here
@@ -131,6 +120,10 @@ _TEXT_FORBIDDEN: dict[Role, tuple[bytes, ...]] = {
 _DECODE_PAYLOAD: dict[Role, Callable[[bytes], bytes]] = {
     "server": unescape,                                   # gdb never run-length encodes
     "client": lambda wire: unescape(rle_decode(wire)),    # expand runs first, then unescape
+}
+_ENCODE_TEXT: dict[Role, Callable[[bytes], bytes]] = {
+    "server": rle_encode,                                 # a stub may; gdbserver does
+    "client": bytes,                                      # gdb never does
 }
 _ACK = b"+"
 _NACK = b"-"
@@ -150,21 +143,19 @@ class Codec:
         self._packet_start = _BETWEEN_PACKETS[role]
         self._text_forbidden = _TEXT_FORBIDDEN[role]
         self._decode_payload = _DECODE_PAYLOAD[role]
+        self._encode_text = _ENCODE_TEXT[role]
         self._max_payload = max_packet_size - FRAME_OVERHEAD
         self._no_ack = False
-        self._state = _State.IDLE
+        # The state is the step that parses the next input: _step_idle between packets (waiting
+        # for '$', '+', '-' or 0x03), _step_body inside '$...' up to '#', _step_drain inside an
+        # oversized packet (counting and discarding up to '#'), _step_checksum after '#'.
+        self._step: Callable[[], Event | Sentinel | None] = self._step_idle
         self._received = bytearray()       # bytes fed in but not parsed yet
         self._payload = bytearray()        # wire bytes of the packet being received
         self._drained = 0                  # bytes discarded so far from an oversized packet
         self._eof = False
         self._outgoing = bytearray()       # '+', '-' and retransmissions for data_to_send()
         self._last_frame = b""             # what a '-' from the peer asks for again
-        self._steps: dict[_State, Callable[[], Event | Sentinel | None]] = {
-            _State.IDLE: self._step_idle,
-            _State.BODY: self._step_body,
-            _State.DRAIN: self._step_drain,
-            _State.CHECKSUM: self._step_checksum,
-        }
 
     # -- acknowledgement mode
 
@@ -201,13 +192,13 @@ class Codec:
         '}' escape, a bad run-length count); that frame is consumed, so the next call goes on.
         """
         while True:
-            result = self._steps[self._state]()
+            result = self._step()
             if result is None:
                 continue
             if result is NEED_DATA and self._eof:
                 self._received.clear()
                 self._payload.clear()
-                self._state = _State.IDLE
+                self._step = self._step_idle
                 return EOF
             return result
 
@@ -223,7 +214,7 @@ class Codec:
         del self._received[: start.end()]
         if marker == ord("$"):
             self._payload.clear()
-            self._state = _State.BODY
+            self._step = self._step_body
             return None
         if marker == ord("+"):
             return Ack()
@@ -240,7 +231,7 @@ class Codec:
             # Count what was collected and discard it; DRAIN discards the rest as it arrives.
             self._drained = len(self._payload)
             self._payload.clear()
-            self._state = _State.DRAIN
+            self._step = self._step_drain
             return None
         self._payload += self._received[:length]
         del self._received[:length]
@@ -249,7 +240,7 @@ class Codec:
         terminator = self._received[0]
         del self._received[:1]
         if terminator == ord("#"):
-            self._state = _State.CHECKSUM
+            self._step = self._step_checksum
         else:
             self._payload.clear()          # '$' again: the sender restarted; the old one is lost
         return None
@@ -263,9 +254,9 @@ class Codec:
             return NEED_DATA
         if self._received[0] == ord("#"):
             del self._received[:1]
-            self._state = _State.CHECKSUM
+            self._step = self._step_checksum
             return None
-        self._state = _State.IDLE          # a '$' starts the next packet: leave it in place
+        self._step = self._step_idle          # a '$' starts the next packet: leave it in place
         return self._refuse_oversized()
 
     def _step_checksum(self) -> Event | Sentinel | None:
@@ -281,7 +272,7 @@ class Codec:
         return self._finish_frame(digits, complete=True)
 
     def _finish_frame(self, digits: bytes, *, complete: bool) -> Event:
-        self._state = _State.IDLE
+        self._step = self._step_idle
         if self._drained:
             return self._refuse_oversized()
         wire = bytes(self._payload)
@@ -331,7 +322,7 @@ class Codec:
                         f"text payload contains {forbidden!r} at {payload.find(forbidden)}: "
                         "send it with binary=True"
                     )
-            wire = rle_encode(payload) if self.role == "server" else bytes(payload)
+            wire = self._encode_text(payload)
         frame = b"$%b#%02x" % (wire, checksum(wire))
         self._last_frame = frame
         return frame

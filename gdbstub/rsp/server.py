@@ -173,7 +173,7 @@ class Connection:
             # a KeyboardInterrupt): end the run, and wait for the CPU thread, which must be
             # done with Unicorn before the connection is released and the process exits.
             self.machine.detach_stop()
-            if not self.machine.wait_stopped(_SHUTDOWN_STOP_SECONDS):
+            if not cpu.poll(_SHUTDOWN_STOP_SECONDS):
                 log.warning("the CPU did not stop within %g s of the shutdown", _SHUTDOWN_STOP_SECONDS)
             raise
         return cpu.result()

@@ -139,8 +139,7 @@ class Cpu:
         # (None: scan again before they are next needed; the mappings or the code changed).
         self._helper_stores: dict[int, HelperStore] = {}
         self._scanned_code: tuple[tuple[int, int], ...] | None = None
-        self._scans = 0
-        self._helpers_hooked_for: tuple[int, frozenset[int]] | None = None   # (scan, protected pages)
+        self._helpers_hooked_for: frozenset[int] | None = None   # the protected pages, since the scan
         self._helpers_to_hook: set[int] = set()
         self._sw_breakpoints: set[int] = set()
         self._code_hooks: dict[int, int] = {}
@@ -170,8 +169,6 @@ class Cpu:
         # Cross-thread stop requests.
         self._lock = threading.Lock()
         self._running = False
-        self._idle = threading.Event()             # set while no run() is active
-        self._idle.set()
         self._pending: int | _Detach | None = None
         self._stop_retrier: threading.Thread | None = None
 
@@ -317,9 +314,9 @@ class Cpu:
         """The helper stores that may reach a write-protected page: all but those whose fixed
         address (a global's) lies elsewhere, which then run without a Python call."""
         stores = self._scan_helper_stores()
-        key = (self._scans, self._unit.write_protected_pages)
-        if key != self._helpers_hooked_for:     # (gdb's z0/Z0 at every stop come here too)
-            self._helpers_hooked_for = key
+        pages = self._unit.write_protected_pages
+        if pages != self._helpers_hooked_for:   # (gdb's z0/Z0 at every stop come here too)
+            self._helpers_hooked_for = pages
             self._helpers_to_hook = set()
             for addr, store in stores.items():
                 fixed = fixed_store_range(store)
@@ -353,7 +350,7 @@ class Cpu:
     def _scan_helper_stores(self) -> dict[int, HelperStore]:
         """The helper-storing instructions in executable memory, scanned when it may have changed."""
         if self._scanned_code is None:
-            self._scans += 1
+            self._helpers_hooked_for = None     # the stores to hook are chosen again
             self._scanned_code = self._executable_runs()
             self._helper_stores = find_helper_stores(
                 (begin, bytes(self.uc.mem_read(begin, end - begin))) for begin, end in self._scanned_code)
@@ -425,8 +422,6 @@ class Cpu:
                 raise RuntimeError("Cpu.run() is already active")
             queued = self._pending is not None
             self._running = not queued
-            if not queued:
-                self._idle.clear()
         if queued:
             event = self._take_request()
             assert event is not None
@@ -438,11 +433,6 @@ class Cpu:
                 self._running = False
                 # A request that raced with another stop reason belongs to the run it interrupted.
                 self._pending = None
-                self._idle.set()
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until no run() is active (any thread); False if one still is after `timeout` s."""
-        return self._idle.wait(timeout)
 
     def _run(self, step: bool, within: float | None) -> StopEvent | None:
         self._resync_pending = False     # (one set by a step that mapped code has been served)

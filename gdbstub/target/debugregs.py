@@ -284,7 +284,6 @@ class DebugUnit:
         # the watched step in progress
         self._stepping = False
         self._step_fault: WatchFault | None = None
-        self._step_started = 0.0
         self._step_pages: set[int] = set()
         # statistics
         self._protection_faults = 0
@@ -381,7 +380,6 @@ class DebugUnit:
         self._step_fault = fault
         if fault is not None:
             self._protection_faults += 1
-            self._step_started = fault.seen_at
         # The whole address space: an access may start on the page before a
         # watched one, and the hook only lives for one instruction.
         self._memory_hook.add()
@@ -394,7 +392,7 @@ class DebugUnit:
         fault, self._step_fault = self._step_fault, None
         hot = set()
         if fault is not None and self._first_match is None:
-            hot = self._count_false_fault(fault, time.perf_counter() - self._step_started)
+            hot = self._count_false_fault(fault, time.perf_counter() - fault.seen_at)
         if hot:
             self._disarm()
             self._learned_hot |= hot

@@ -186,10 +186,6 @@ class Machine:
     def detach_stop(self) -> None:
         self.cpu.detach_stop()
 
-    def wait_stopped(self, timeout: float) -> bool:
-        """Block until the CPU is not running (any thread); False if it still is after `timeout` s."""
-        return self.cpu.wait_idle(timeout)
-
     def deliver_signal(self, signo: int) -> StopEvent | None:
         """gdb resumed with `C<sig>`: apply the signal's default action (terminate or ignore)."""
         result = self.process.deliver_signal(signo)

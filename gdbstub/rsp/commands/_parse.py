@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+from ...hwbp.arch import ADDRESS_LIMIT
 from .. import _wire
 from ..errors import MalformedPacket
-
-
-_ADDRESS_LIMIT = 1 << 64
 
 
 def hex_int(text: bytes, what: str = "number") -> int:
@@ -15,7 +13,7 @@ def hex_int(text: bytes, what: str = "number") -> int:
         value = _wire.hex_int(text)
     except ValueError:
         raise MalformedPacket(f"bad hex {what}: {text[:20]!r}") from None
-    if value >= _ADDRESS_LIMIT:
+    if value >= ADDRESS_LIMIT:
         raise MalformedPacket(f"{what} wider than 64 bits: {text[:20]!r}")
     return value
 
