@@ -14,6 +14,12 @@ from gdbstub.rsp.errors import TargetError
 BASE = 0x4A62D0   # 16-byte aligned
 
 
+def make() -> tuple[BreakpointCore, GdbDebugger]:
+    """A one-CPU x86 core and gdb's consumer on it, for the served process."""
+    core = BreakpointCore(arch=X86DebugArch(), ncpus=1)
+    return core, GdbDebugger(core, task="program")
+
+
 @pytest.mark.parametrize(("offset", "length", "pieces"), [
     (1, 12, [(1, 1), (2, 2), (4, 4), (8, 4), (12, 1)]),      # gdb/nat/x86-dregs.c's worked example
     (1, 3, [(1, 1), (2, 2)]),
@@ -26,8 +32,7 @@ def test_split_region_matches_gdbserver(offset, length, pieces):
 
 
 def test_a_huge_region_is_refused_before_anything_is_registered():
-    core = BreakpointCore(arch=X86DebugArch(), ncpus=1)
-    debugger = GdbDebugger(core, task="program")
+    core, debugger = make()
     with pytest.raises(TargetError) as refused:
         debugger.insert(2, 0x400000, 1 << 40)            # would be 2**37 pieces
     assert refused.value.errno == errno.ENOSPC
@@ -35,8 +40,7 @@ def test_a_huge_region_is_refused_before_anything_is_registered():
 
 
 def test_a_request_that_does_not_fit_leaves_no_piece_behind():
-    core = BreakpointCore(arch=X86DebugArch(), ncpus=1)
-    debugger = GdbDebugger(core, task="program")
+    core, debugger = make()
     debugger.insert(2, BASE, 8)
     debugger.insert(2, BASE + 8, 8)
     with pytest.raises(TargetError):
@@ -48,8 +52,7 @@ def test_a_request_that_does_not_fit_leaves_no_piece_behind():
 
 def test_a_watchpoint_removed_at_a_stop_and_inserted_again_keeps_its_registration():
     # gdb removes every breakpoint at each stop and inserts the same ones before resuming.
-    core = BreakpointCore(arch=X86DebugArch(), ncpus=1)
-    debugger = GdbDebugger(core, task="program")
+    core, debugger = make()
     debugger.insert(2, BASE, 4)
     [bp] = core.breakpoints()
     debugger.remove(2, BASE, 4)
@@ -61,8 +64,7 @@ def test_a_watchpoint_removed_at_a_stop_and_inserted_again_keeps_its_registratio
 
 
 def test_slots_gdb_gave_back_are_free_for_a_new_request_and_after_release_all():
-    core = BreakpointCore(arch=X86DebugArch(), ncpus=1)
-    debugger = GdbDebugger(core, task="program")
+    core, debugger = make()
     for n in range(4):
         debugger.insert(2, BASE + 8 * n, 8)
     for n in range(4):

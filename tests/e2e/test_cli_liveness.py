@@ -24,13 +24,6 @@ pytestmark = pytest.mark.gdb
 PROMPT_SECONDS = 2.0       # generous for a loaded machine
 
 
-@pytest.fixture
-def stub(need_gdb):
-    server = StubProcess()        # the bundled demo
-    yield server
-    server.stop()
-
-
 async def assert_ends_promptly_on_sigint(stub: StubProcess) -> None:
     stub.proc.send_signal(signal.SIGINT)
     with trio.fail_after(PROMPT_SECONDS):
@@ -57,7 +50,8 @@ async def refused_reply(port: int) -> bytes:
                 codec.receive_data(data)
 
 
-async def test_a_second_client_is_refused_promptly_while_the_first_sits_idle(stub):
+async def test_a_second_client_is_refused_promptly_while_the_first_sits_idle(serve):
+    stub = serve(None)                                    # the bundled demo
     async with await RspClient.connect("127.0.0.1", stub.port) as first:
         assert (await first.request(b"qC")).startswith(b"QC")
         with trio.fail_after(PROMPT_SECONDS):
@@ -65,7 +59,8 @@ async def test_a_second_client_is_refused_promptly_while_the_first_sits_idle(stu
         assert (await first.request(b"qC")).startswith(b"QC")
 
 
-async def test_a_second_client_is_refused_promptly_while_the_first_keeps_sending(stub):
+async def test_a_second_client_is_refused_promptly_while_the_first_keeps_sending(serve):
+    stub = serve(None)
     sent = 0
     async with await RspClient.connect("127.0.0.1", stub.port) as first:
         async with trio.open_nursery() as nursery:
@@ -83,18 +78,19 @@ async def test_a_second_client_is_refused_promptly_while_the_first_keeps_sending
         assert sent > 10
 
 
-async def test_sigint_ends_the_server_promptly_while_a_client_sits_idle(stub):
+async def test_sigint_ends_the_server_promptly_while_a_client_sits_idle(serve):
+    stub = serve(None)
     async with await RspClient.connect("127.0.0.1", stub.port) as first:
         assert (await first.request(b"qC")).startswith(b"QC")
         await assert_ends_promptly_on_sigint(stub)
 
 
-async def test_sigint_ends_the_server_promptly_while_the_program_runs(need_gdb):
-    with StubProcess(str(build("spin"))) as stub:          # never ends by itself
-        async with await RspClient.connect("127.0.0.1", stub.port) as first:
-            await first.send_packet(b"vCont;c")
-            await trio.sleep(0.3)
-            await assert_ends_promptly_on_sigint(stub)
+async def test_sigint_ends_the_server_promptly_while_the_program_runs(serve):
+    stub = serve("spin")                                  # never ends by itself
+    async with await RspClient.connect("127.0.0.1", stub.port) as first:
+        await first.send_packet(b"vCont;c")
+        await trio.sleep(0.3)
+        await assert_ends_promptly_on_sigint(stub)
 
 
 def test_sigint_ends_a_stdio_server_promptly_while_the_program_runs(need_gdb):

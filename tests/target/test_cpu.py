@@ -30,8 +30,9 @@ X = DATA_BASE + 0x100
 TF = 0x100            # EFLAGS.TF
 
 
-def make(source: str, start: str | None = None, watch_mode: WatchMode = WatchMode.AUTO) -> tuple[RawProgram, Cpu]:
-    prog = RawProgram(f".set X, {X:#x}\n" + source, start=start)
+def make(source: str, start: str | None = None, watch_mode: WatchMode = WatchMode.AUTO,
+         user_mode: bool = False) -> tuple[RawProgram, Cpu]:
+    prog = RawProgram(f".set X, {X:#x}\n" + source, start=start, user_mode=user_mode)
     return prog, Cpu(prog.uc, watch_mode=watch_mode)
 
 
@@ -293,8 +294,7 @@ def test_a_run_within_a_time_limit_stops_between_whole_instructions_and_goes_on(
     # 2M read-modify-write adds take far longer than 1 ms: the run gives up many times, each time
     # between two instructions, so the total is exact (an asynchronous stop could repeat an add).
     times = 2_000_000
-    prog = RawProgram(f".set X, {X:#x}\n" + counted_loop(times), user_mode=True)
-    cpu = Cpu(prog.uc)
+    prog, cpu = make(counted_loop(times), user_mode=True)
     gave_up = 0
     while (stop := cpu.run(within=0.001)) is None:
         gave_up += 1
@@ -306,21 +306,20 @@ def test_a_run_within_a_time_limit_stops_between_whole_instructions_and_goes_on(
 
 
 def test_a_run_within_a_time_limit_reports_stops_like_any_run():
-    prog = RawProgram(f".set X, {X:#x}\n" + counted_loop(5), user_mode=True)
-    cpu = Cpu(prog.uc)
+    prog, cpu = make(counted_loop(5), user_mode=True)
     cpu.on_debug_exception = lambda hit: True          # every hit stops, as gdb's watchpoints do
     cpu.set_debug_slots([WatchSlot(0, X, 8, HW_BREAKPOINT_W)])
     stop = cpu.run(within=1.0)
     assert (stop.kind, stop.pc) == (StopKind.WATCH, prog["target"])
-    prog = RawProgram("nop\n insn: hlt\n nop", user_mode=True)
-    assert signal_stop(Cpu(prog.uc).run(within=1.0)) == (StopKind.SIGNAL, SIGSEGV, prog["insn"])
+    prog, cpu = make("nop\n insn: hlt\n nop", user_mode=True)
+    assert signal_stop(cpu.run(within=1.0)) == (StopKind.SIGNAL, SIGSEGV, prog["insn"])
 
 
 def test_a_read_only_slot_stops_a_run_within_a_time_limit():
     # The read faults at the start of a block translated for a counted slice, and Unicorn keeps
     # it: stepped from that block, the read would skip the step's memory hook.
-    prog = RawProgram(f".set X, {X:#x}\n insn: mov rax, qword ptr [X]\n after: nop\n int3", user_mode=True)
-    cpu = Cpu(prog.uc, watch_mode=WatchMode.PROTECT)
+    prog, cpu = make("insn: mov rax, qword ptr [X]\n after: nop\n int3", watch_mode=WatchMode.PROTECT,
+                     user_mode=True)
     cpu.on_debug_exception = lambda hit: True
     cpu.set_debug_slots([WatchSlot(0, X, 8, HW_BREAKPOINT_R)])
     stop = cpu.run(within=1.0)
@@ -329,8 +328,8 @@ def test_a_read_only_slot_stops_a_run_within_a_time_limit():
 
 def test_a_jump_to_address_0_is_sigsegv_there_with_or_without_a_time_limit():
     for within in (None, 1.0):
-        prog = RawProgram("xor eax, eax\n jmp rax", user_mode=True)
-        stop = Cpu(prog.uc).run(within=within)
+        _, cpu = make("xor eax, eax\n jmp rax", user_mode=True)
+        stop = cpu.run(within=within)
         assert (stop.kind, stop.signal, stop.pc, stop.fault_addr) == (StopKind.SIGNAL, SIGSEGV, 0, 0)
 
 

@@ -72,7 +72,6 @@ def test_store_range_holds_every_byte_the_instruction_writes(insn, _):
     prog = RawProgram(f"""
         mov rdi, {X:#x}
         mov rcx, 3
-        xor eax, eax
         xor edx, edx
         mov r8, -1
         movq xmm1, r8

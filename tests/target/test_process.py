@@ -95,7 +95,10 @@ def test_privileged_instructions_are_sigsegv_at_the_instruction_like_native(insn
     stop = machine.run(False)
     assert (stop.kind, stop.signal) == (StopKind.SIGNAL, SIGSEGV)
     assert machine.read_memory(stop.pc, len(opcode)) == opcode
-    assert run_emulated(path, (), env=ENV).status == 0
+
+
+def test_the_privileged_program_runs_to_its_end_when_it_executes_none() -> None:
+    assert run_emulated(build("privileged"), (), env=ENV).status == 0
 
 
 def test_abort_stops_with_sigabrt_right_after_tgkill() -> None:

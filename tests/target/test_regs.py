@@ -18,6 +18,7 @@ from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, UC_PROT_ALL, Uc
 from unicorn import x86_const as X
 
 from gdbstub.target import regs_x86_64 as regs
+from gdbstub.cli import demo_program
 from gdbstub.target.process import LinuxProcess
 
 GDB = shutil.which("gdb")
@@ -25,9 +26,6 @@ needs_gdb = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
 GDB_TIMEOUT = 30
 
 CODE = 0x1000
-
-
-DEMO = Path(__file__).resolve().parents[2] / "gdbstub" / "demo" / "demo"
 
 
 def new_uc() -> Uc:
@@ -173,7 +171,7 @@ def test_writing_fs_selector_keeps_fs_base():
 
 
 def test_cs_and_ss_are_linuxs_and_can_only_be_written_back_unchanged():
-    proc = LinuxProcess.spawn(DEMO, stdout=io.BytesIO())
+    proc = LinuxProcess.spawn(demo_program(), stdout=io.BytesIO())
     uc = proc.uc
     for name, value in (("cs", 0x33), ("ss", 0x2B), ("ds", 0), ("es", 0)):
         n = regs.number_of(name)
