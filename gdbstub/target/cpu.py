@@ -159,7 +159,7 @@ class Cpu:
         self._rf_addr: int | None = None           # RF set by the last HWBREAK stop
         self._resume_through: int | None = None
         self._resume_pc: int | None = None         # RIP after the last step, if known
-        self._helper_store_at: int | None = None   # stopped before a helper store to a watched page
+        self._before_helper_store = False          # stopped before a helper store to a watched page
         self._resync_pending = False               # stopped to install hooks: the run goes on
         self._in_emulation = False
         self._hooks_stale = False                  # slot/breakpoint change made inside a hook
@@ -493,7 +493,7 @@ class Cpu:
                     return event
                 continue
             # (a stop before a helper store that reaches a watched page counts as a data fault)
-            helper_store, self._helper_store_at = self._helper_store_at is not None, None
+            helper_store, self._before_helper_store = self._before_helper_store, False
             watch_fault = helper_store or (
                 fault is not None and fault.errno in _WATCH_FAULTS and self._unit.watching_data)
             if fault is not None and not watch_fault:
@@ -742,7 +742,7 @@ class Cpu:
                 uc.emu_stop()
                 return
         if self._protected_helper_store(address) is not None:
-            self._helper_store_at = address
+            self._before_helper_store = True
             uc.emu_stop()
 
     def _protected_helper_store(self, pc: int) -> tuple[int, int] | None:
