@@ -52,6 +52,18 @@ def test_x_i_disassembles_at_pc(serve):
     assert len(lines) == 8 and lines[0].startswith("=> 0x") and "<bump+" in lines[0]
 
 
+def test_a_static_pie_is_debugged_where_it_was_loaded(serve):
+    stub = serve("pie", once=True)
+    out = run_gdb(stub.port, ["info sharedlibrary", "break main", "continue", "print table_ptr[2]",
+                              r'printf "main at %p\n", main', "continue"])
+    assert "No shared libraries loaded at this time." in out        # the empty qXfer:libraries-svr4
+    assert re.search(r"Breakpoint 1, main \(\) at .*pie.c:\d+", out)
+    assert "$1 = 3" in out                                          # through the relocated pointer
+    gdb_main = re.search(r"^main at (0x[0-9a-f]+)$", out, re.MULTILINE).group(1)
+    stub.wait_exit()
+    assert f"pie sum 10, main at {gdb_main}," in stub.program_output()
+
+
 def test_exit_code_is_reported(serve):
     stub = serve("exitcode", once=True)
     out = run_gdb(stub.port, ["continue"])

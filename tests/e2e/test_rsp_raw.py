@@ -512,7 +512,8 @@ async def test_qSupported_lists_exactly_what_is_implemented(serve, counter):
         assert int(sizes[0].split(b"=")[1], 16) >= 0x1000
         assert sorted(f for f in features if f not in sizes) == sorted([
             b"QStartNoAckMode+", b"qXfer:features:read+", b"qXfer:exec-file:read+",
-            b"qXfer:auxv:read+", b"qXfer:threads:read+", b"qXfer:siginfo:read+", b"swbreak+", b"hwbreak+", b"vContSupported+",
+            b"qXfer:auxv:read+", b"qXfer:threads:read+", b"qXfer:siginfo:read+", b"qXfer:libraries-svr4:read+",
+            b"swbreak+", b"hwbreak+", b"vContSupported+",
         ])
 
 
@@ -593,6 +594,16 @@ async def test_auxv_and_exec_file(serve, counter):
         reply = await client.request(b"qXfer:exec-file:read::0,1000")
         assert reply[:1] == b"l"
         assert os.path.realpath(reply[1:].decode()) == os.path.realpath(counter.path)
+
+
+async def test_the_library_list_is_empty(serve, counter):
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        reply = await client.request(b"qXfer:libraries-svr4:read::0,1000")
+        assert reply[:1] == b"l"
+        root = ET.fromstring(reply[1:])
+        assert (root.tag, root.attrib, list(root)) == ("library-list-svr4", {"version": "1.0"}, [])
 
 
 # ============================================================================= host I/O

@@ -6,7 +6,8 @@
     m  M  X                                                   -> memory.py
     c  C  s  S  vCont?  vCont                                 -> resume.py
     Z  z                                                      -> breakpoints.py
-    qXfer (features, auxv, exec-file)                         -> xfer.py
+    qXfer (features, auxv, exec-file, threads, siginfo,
+           libraries-svr4)                                    -> xfer.py
     vFile (setfs, open, pread, fstat, close, readlink)        -> host_io.py
     qRcmd (monitor ...)                                       -> monitor.py
 

@@ -22,6 +22,7 @@ def handle_qSupported(session, args: bytes) -> bytes:
         b"qXfer:auxv:read+",
         b"qXfer:threads:read+",
         b"qXfer:siginfo:read+",
+        b"qXfer:libraries-svr4:read+",
         b"swbreak+",
         b"vContSupported+",
     ]
