@@ -121,6 +121,7 @@ class ElfImage:
         phentsize: int,
         build_id: str | None,
         raw: bytes,
+        file_parts: tuple[tuple[int, int], ...] = (),
     ) -> None:
         self.path = path
         self.elf_type = elf_type            # "ET_EXEC" or "ET_DYN"
@@ -132,6 +133,7 @@ class ElfImage:
         self.phnum = phnum
         self.phentsize = phentsize
         self.build_id = build_id            # lowercase hex, as in /usr/lib/debug/.build-id/xx/yyyy.debug
+        self.file_parts = file_parts        # (start, end) file offsets: see _file_parts
         self._raw = raw
 
     # ----------------------------------------------------------------- loading
@@ -213,6 +215,7 @@ class ElfImage:
             phentsize=elf["e_phentsize"],
             build_id=_build_id(elf),
             raw=raw,
+            file_parts=_file_parts(elf),
         )
 
     # ----------------------------------------------------------------- geometry
@@ -351,6 +354,20 @@ def _phdr_vaddr(elf: ELFFile, loads: list) -> int:
         if seg["p_offset"] <= phoff < seg["p_offset"] + seg["p_filesz"]:
             return seg["p_vaddr"] + (phoff - seg["p_offset"])
     return 0   # headers not mapped: Linux would pass a bogus AT_PHDR too; static glibc then skips TLS
+
+
+def _file_parts(elf: ELFFile) -> tuple[tuple[int, int], ...]:
+    """The ranges of the file a reader of it (gdb's BFD) reads one at a time: the ELF header, the
+    program and section header tables, and each section's contents; sorted by start."""
+    header = elf.header
+    parts = [
+        (0, header["e_ehsize"]),
+        (header["e_phoff"], header["e_phoff"] + header["e_phnum"] * header["e_phentsize"]),
+        (header["e_shoff"], header["e_shoff"] + header["e_shnum"] * header["e_shentsize"]),
+    ]
+    parts += [(section["sh_offset"], section["sh_offset"] + section["sh_size"])
+              for section in elf.iter_sections() if section["sh_type"] != "SHT_NOBITS"]
+    return tuple(sorted((start, end) for start, end in parts if end > start))
 
 
 def _build_id(elf: ELFFile) -> str | None:

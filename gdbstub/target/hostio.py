@@ -17,7 +17,7 @@ import contextlib
 import errno as host_errno
 import os
 import stat
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 from construct import Int32ub, Int64ub, Struct
 
@@ -98,12 +98,16 @@ def _fileio_mode(host_mode: int) -> int:
 class HostIO:
     """One connection's vFile state: the files gdb has open, and the fs pid."""
 
-    def __init__(self, allowed: Iterable[str | bytes], pid: int, *, exe: str | bytes | None = None) -> None:
+    def __init__(self, allowed: Iterable[str | bytes], pid: int, *, exe: str | bytes | None = None,
+                 file_parts: Mapping[str | bytes, Sequence[tuple[int, int]]] | None = None) -> None:
         """`allowed` are the real paths gdb may open (realpath them first: a
         path that is itself a symlink can never match, since requests are
         compared after realpath).  `exe` is what readlink("/proc/PID/exe")
-        answers; it defaults to the only allowed path."""
+        answers; it defaults to the only allowed path.  `file_parts` gives,
+        for an allowed path, the (start, end) ranges its reader reads one at
+        a time (ElfImage.file_parts); see `part_rest`."""
         self._allowed = frozenset(os.path.normpath(os.fsencode(p)) for p in allowed)
+        self._parts = {os.path.normpath(os.fsencode(p)): tuple(parts) for p, parts in (file_parts or {}).items()}
         for path in self._allowed:
             if not os.path.isabs(path):
                 raise ValueError(f"allowed path {path!r} is not absolute")
@@ -111,7 +115,7 @@ class HostIO:
             exe = next(iter(self._allowed))
         self._exe = os.fsencode(exe) if exe is not None else None
         self.pid = pid
-        self._files: dict[int, int] = {}        # our fd -> host fd
+        self._files: dict[int, tuple[int, bytes]] = {}   # our fd -> (host fd, real path)
 
     # vFile:setfs
     def setfs(self, pid: int) -> int:
@@ -145,7 +149,7 @@ class HostIO:
             os.close(host_fd)
             raise
         fd = next(n for n in range(_FIRST_FD, _FIRST_FD + MAX_OPEN_FILES) if n not in self._files)
-        self._files[fd] = host_fd
+        self._files[fd] = (host_fd, real)
         return fd
 
     def _resolve(self, path: bytes) -> bytes:
@@ -160,7 +164,7 @@ class HostIO:
 
     def _host_fd(self, fd: int) -> int:
         try:
-            return self._files[fd]
+            return self._files[fd][0]
         except KeyError:
             raise HostIOError(EBADF, f"fd {fd} is not open") from None
 
@@ -174,6 +178,13 @@ class HostIO:
             return os.pread(host_fd, min(count, MAX_PREAD), offset)
         except OSError as exc:
             raise HostIOError(_fileio_errno(exc), str(exc)) from exc
+
+    def part_rest(self, fd: int, offset: int) -> int:
+        """Bytes from `offset` to the end of the file part that holds it; 0
+        where none does (or the file's parts are not known)."""
+        _, path = self._files.get(fd, (None, b""))
+        return max((end - offset for start, end in self._parts.get(path, ()) if start <= offset < end),
+                   default=0)
 
     # vFile:close
     def close(self, fd: int) -> None:
@@ -216,7 +227,7 @@ class HostIO:
     def close_all(self) -> None:
         """Close every file gdb left open (on disconnect)."""
         files, self._files = self._files, {}
-        for host_fd in files.values():
+        for host_fd, _ in files.values():
             # cleanup on disconnect: a host close error has no one to report to
             with contextlib.suppress(OSError):
                 os.close(host_fd)

@@ -59,8 +59,9 @@ class Machine:
         self.core.set_current_task(self.CPU, self.process)
         self.cpu.set_debug_slots(self.core.enforced_slots(self.CPU))
         # HostIO compares real paths: the program may be served through a symlink.
-        self.hostio = HostIO(allowed={os.path.realpath(self.process.path)}, pid=self.process.pid,
-                             exe=self.process.path)
+        program = os.path.realpath(self.process.path)
+        self.hostio = HostIO(allowed={program}, pid=self.process.pid, exe=self.process.path,
+                             file_parts={program: self.process.elf.file_parts})
         self._ended: StopEvent | None = None
         self._resume_unfinished = False
         # gdb's Z1-Z4 consumer of the core API; None where the arch has no slots.

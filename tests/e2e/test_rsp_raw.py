@@ -619,8 +619,17 @@ async def test_vfile_reads_the_program_and_nothing_else(serve, counter, tmp_path
         fd = int(re.fullmatch(rb"F([0-9a-f]+)", reply)[1], 16)
         assert await client.request(b"vFile:pread:%x,100,0" % fd) == b"F100;" + contents[:0x100]
         assert await client.request(b"vFile:pread:%x,40,1000" % fd) == b"F40;" + contents[0x1000:0x1040]
-        # gdb asks for a whole PacketSize at every miss of its read cache: a read is at most 16 KiB
-        assert await client.request(b"vFile:pread:%x,10000,0" % fd) == b"F4000;" + contents[:0x4000]
+        # gdb asks for a whole PacketSize at every miss of its read cache; it gets the rest of the
+        # ELF part the read starts in, and at least 1 KiB: here the 64-byte header, then .symtab.
+        assert await client.request(b"vFile:pread:%x,10000,0" % fd) == b"F400;" + contents[:0x400]
+        with open(program, "rb") as f:
+            symtab = ELFFile(f).get_section_by_name(".symtab")
+            start, size = symtab["sh_offset"], symtab["sh_size"]
+        assert 0x400 < size < 0xE000          # more than the least, and fits one reply escaped
+        assert await client.request(b"vFile:pread:%x,10000,%x" % (fd, start)) == \
+            b"F%x;" % size + contents[start : start + size]
+        assert await client.request(b"vFile:pread:%x,10000,%x" % (fd, start + 0x10)) == \
+            b"F%x;" % (size - 0x10) + contents[start + 0x10 : start + size]
         reply = await client.request(b"vFile:fstat:%x" % fd)
         assert reply.startswith(b"F40;") and len(reply) == 4 + FILEIO_STAT_SIZE
         # gdb's struct stat: 32-bit dev, ino, mode, nlink, uid, gid, rdev; 64-bit size, ...; big-endian.

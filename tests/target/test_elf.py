@@ -121,6 +121,24 @@ def test_build_id_matches_readelf() -> None:
     assert ElfImage.open(path).build_id == expected
 
 
+def test_file_parts_are_the_headers_and_sections_readelf_shows() -> None:
+    path = build("hello")
+    header = binutils("readelf", "-hW", str(path))
+    field = lambda name: int(re.search(rf"{name}:\s+(\d+)", header).group(1))   # noqa: E731
+    expected = {(0, field("Size of this header")),
+                (field("Start of program headers"),
+                 field("Start of program headers") + field("Number of program headers") * field("Size of program headers")),
+                (field("Start of section headers"),
+                 field("Start of section headers") + field("Number of section headers") * field("Size of section headers"))}
+    # [Nr] Name Type Address Off Size ...: every section that has bytes in the file
+    for name, kind, off, size in re.findall(r"\]\s+(\S+)\s+(\S+)\s+[0-9a-f]+\s+([0-9a-f]+)\s+([0-9a-f]+)",
+                                            binutils("readelf", "-SW", str(path))):
+        if kind not in ("NULL", "NOBITS") and int(size, 16):
+            expected.add((int(off, 16), int(off, 16) + int(size, 16)))
+    parts = ElfImage.open(path).file_parts
+    assert list(parts) == sorted(expected)
+
+
 def test_static_pie_is_relocated_as_a_whole() -> None:
     path = build("pie")
     image = ElfImage.open(path)

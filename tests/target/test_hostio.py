@@ -47,6 +47,19 @@ def b(path: Path | str) -> bytes:
 
 # --- reading the program ------------------------------------------------------------
 
+def test_part_rest_is_what_is_left_of_the_part_a_read_starts_in(prog: Path, tmp_path: Path):
+    other = tmp_path / "other"
+    other.write_bytes(CONTENT)
+    io = HostIO(allowed={str(prog), str(other)}, pid=PID, exe=str(prog),
+                file_parts={str(prog): [(0, 64), (64, 624), (1000, 5000)]})
+    fd, other_fd = io.open(b(prog), hostio.FILEIO_O_RDONLY, 0), io.open(b(other), hostio.FILEIO_O_RDONLY, 0)
+    assert [io.part_rest(fd, offset) for offset in (0, 63, 64, 623, 700, 1000, 4999, 5000)] == \
+        [64, 1, 560, 1, 0, 4000, 1, 0]
+    assert io.part_rest(other_fd, 0) == 0                 # its parts are not known
+    assert io.part_rest(99, 0) == 0                       # not open: pread will say EBADF
+    io.close_all()
+
+
 def test_open_pread_close(hio: HostIO, prog: Path):
     fd = hio.open(b(prog), hostio.FILEIO_O_RDONLY, 0)
     assert hio.pread(fd, 16, 0) == CONTENT[:16]

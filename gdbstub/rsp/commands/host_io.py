@@ -29,18 +29,20 @@ def _open(hio, args):
     return _ok(hio.open(hex_bytes(path), hex_int(flags, "flags"), hex_int(mode, "mode")))
 
 
-# gdb reads a file through a one-chunk cache and asks for a whole PacketSize at every miss, while
-# it mostly needs a few hundred bytes there (headers, symbol tables). A shorter read is allowed
-# and gdb asks again for the rest. Measured, gdb connecting with no local file (median of 10
-# connects): 64 KiB chunks 152 ms, 32 KiB 128 ms, 16 KiB 118 ms, 8 KiB 124 ms (gdbserver's 18 KiB
-# packets: about 120 ms); gdb itself used a quarter less CPU with 16 KiB.
-_PREAD_CHUNK = 0x4000
+# gdb reads the file through a one-chunk cache and asks for a whole PacketSize at each miss, while
+# it wants one part of the ELF file at a time (a header table, a section, the symbol table): the
+# bytes past that part would be sent, decoded by gdb and thrown away, at over 10 ns each to gdb. So a
+# read gets the rest of the part it starts in, and at least _PREAD_LEAST bytes, which cover the
+# small parts gdb reads one after another (the ELF header, the program headers, the notes).
+# Measured, gdb connecting with no local file: see docs/performance.md.
+_PREAD_LEAST = 0x400
 
 
 def _pread(hio, args):
     fd, count, offset = split(args, b",", 3, "vFile arguments")
-    data = fit_binary_reply(hio.pread(hex_int(fd, "fd"), min(hex_int(count, "count"), _PREAD_CHUNK),
-                                      hex_int(offset, "offset")))
+    fd, count, offset = hex_int(fd, "fd"), hex_int(count, "count"), hex_int(offset, "offset")
+    wanted = max(_PREAD_LEAST, hio.part_rest(fd, offset))
+    data = fit_binary_reply(hio.pread(fd, min(count, wanted), offset))
     return _ok(len(data), data)
 
 
