@@ -121,7 +121,7 @@ class ElfImage:
         phentsize: int,
         build_id: str | None,
         raw: bytes,
-        file_parts: tuple[tuple[int, int], ...] = (),
+        file_parts: tuple[tuple[int, int], ...],
     ) -> None:
         self.path = path
         self.elf_type = elf_type            # "ET_EXEC" or "ET_DYN"

@@ -107,7 +107,8 @@ class HostIO:
         for an allowed path, the (start, end) ranges its reader reads one at
         a time (ElfImage.file_parts); see `part_rest`."""
         self._allowed = frozenset(os.path.normpath(os.fsencode(p)) for p in allowed)
-        self._parts = {os.path.normpath(os.fsencode(p)): tuple(parts) for p, parts in (file_parts or {}).items()}
+        self._parts = {os.path.normpath(os.fsencode(path)): tuple(parts)
+                       for path, parts in (file_parts or {}).items()}
         for path in self._allowed:
             if not os.path.isabs(path):
                 raise ValueError(f"allowed path {path!r} is not absolute")

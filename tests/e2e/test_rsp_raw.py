@@ -578,7 +578,7 @@ async def test_target_xml_read_in_small_chunks_reassembles(serve, counter):
         assert ERROR_REPLY.fullmatch(await client.request(b"qXfer:features:read:nosuch.xml:0,40"))
 
 
-async def test_auxv_and_exec_file(serve, counter):
+async def test_auxv_exec_file_and_an_empty_library_list(serve, counter):
     with trio.fail_after(TEST_SECONDS):
         served = await serve(counter)
         client = await served.connect()
@@ -594,12 +594,6 @@ async def test_auxv_and_exec_file(serve, counter):
         reply = await client.request(b"qXfer:exec-file:read::0,1000")
         assert reply[:1] == b"l"
         assert os.path.realpath(reply[1:].decode()) == os.path.realpath(counter.path)
-
-
-async def test_the_library_list_is_empty(serve, counter):
-    with trio.fail_after(TEST_SECONDS):
-        served = await serve(counter)
-        client = await served.connect()
         reply = await client.request(b"qXfer:libraries-svr4:read::0,1000")
         assert reply[:1] == b"l"
         root = ET.fromstring(reply[1:])

@@ -30,8 +30,8 @@ def _open(hio, args):
 
 
 # gdb reads the file through a one-chunk cache and asks for a whole PacketSize at each miss, while
-# it wants one part of the ELF file at a time (a header table, a section, the symbol table): the
-# bytes past that part would be sent, decoded by gdb and thrown away, at over 10 ns each to gdb. So a
+# it wants one part of the ELF file at a time (a header table, a section, the symbol table). Bytes
+# past that part would be sent, decoded by gdb and thrown away, at over 10 ns each to gdb. So a
 # read gets the rest of the part it starts in, and at least _PREAD_LEAST bytes, which cover the
 # small parts gdb reads one after another (the ELF header, the program headers, the notes).
 # Measured, gdb connecting with no local file: see docs/performance.md.
