@@ -251,9 +251,21 @@ def sys_open(p: LinuxProcess, path: int, *_: int) -> int:
     return -E.ENOENT
 
 
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+
+
+def _dirfd_error(p: LinuxProcess, dirfd: int, name: bytes) -> int:
+    """The *at calls' error for `dirfd`, or 0: it names where a relative path starts, so it must be
+    AT_FDCWD or an open directory (the only open files here are stdio: never a directory)."""
+    if not name or name.startswith(b"/") or s32(dirfd) == AT_FDCWD:
+        return 0                            # an empty name is ENOENT before dirfd is looked at
+    return -E.ENOTDIR if s32(dirfd) in p.open_fds else -E.EBADF
+
+
 @syscall(257, 269)                          # openat, faccessat: the same with a dirfd first
 def sys_openat(p: LinuxProcess, dirfd: int, path: int, *_: int) -> int:
-    return sys_open(p, path)
+    return _dirfd_error(p, dirfd, p.read_cstring(path)) or -E.ENOENT
 
 
 def stat_of_fd(p: LinuxProcess, fd: int) -> bytes:
@@ -280,15 +292,13 @@ def sys_fstat(p: LinuxProcess, fd: int, statbuf: int, *_: int) -> int:
     return 0
 
 
-AT_EMPTY_PATH = 0x1000
-
-
 @syscall(262)
 def sys_newfstatat(p: LinuxProcess, dirfd: int, path: int, statbuf: int, flags: int, *_: int) -> int:
     name = p.read_cstring(path)
-    if name == b"" and flags & AT_EMPTY_PATH:
+    if name == b"" and flags & AT_EMPTY_PATH and s32(dirfd) != AT_FDCWD:
         return sys_fstat(p, dirfd, statbuf)
-    return -E.ENOENT
+    # AT_FDCWD with AT_EMPTY_PATH is the current directory: like every path, not found here.
+    return _dirfd_error(p, dirfd, name) or -E.ENOENT
 
 
 TCGETS, TCSETS, TCSETSW, TCSETSF, TIOCGPGRP, TIOCGWINSZ = 0x5401, 0x5402, 0x5403, 0x5404, 0x540F, 0x5413
@@ -346,20 +356,23 @@ def sys_getcwd(p: LinuxProcess, buf: int, size: int, *_: int) -> int:
 
 @syscall(89)
 def sys_readlink(p: LinuxProcess, path: int, buf: int, bufsiz: int, *_: int) -> int:
+    return sys_readlinkat(p, AT_FDCWD, path, buf, bufsiz)
+
+
+@syscall(267)
+def sys_readlinkat(p: LinuxProcess, dirfd: int, path: int, buf: int, bufsiz: int, *_: int) -> int:
     bufsiz = s32(bufsiz)
     if bufsiz <= 0:
         return -E.EINVAL
     name = p.read_cstring(path)
+    if error := _dirfd_error(p, dirfd, name):
+        return error
     if name not in (b"/proc/self/exe", b"/proc/%d/exe" % p.pid, b"/proc/thread-self/exe"):
         return -E.ENOENT
     target = os.fsencode(p.path)[:bufsiz]   # readlink does not NUL-terminate
     p.write_memory(buf, target)
     return len(target)
 
-
-@syscall(267)
-def sys_readlinkat(p: LinuxProcess, dirfd: int, path: int, buf: int, bufsiz: int, *_: int) -> int:
-    return sys_readlink(p, path, buf, bufsiz)
 
 
 # --------------------------------------------------------------------------- memory

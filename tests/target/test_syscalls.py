@@ -133,6 +133,24 @@ def test_open_finds_no_files(proc: LinuxProcess) -> None:
     assert call(proc, "open", UNMAPPED, 0, 0) == -errno.EFAULT
 
 
+def test_at_calls_check_dirfd_as_linux_does(proc: LinuxProcess) -> None:
+    """A relative path starts at dirfd: AT_FDCWD, or an open directory (stdio is none: ENOTDIR),
+    else EBADF. An absolute path ignores dirfd; an empty one is ENOENT without AT_EMPTY_PATH."""
+    relative, absolute, empty = (put(proc, SCRATCH + 0x100 * i, name)
+                                 for i, name in enumerate((b"etc\0", b"/etc\0", b"\0"), 1))
+    for name, dirfd, expected in ((relative, -100, errno.ENOENT), (relative, 1, errno.ENOTDIR),
+                                  (relative, 9, errno.EBADF), (absolute, 9, errno.ENOENT),
+                                  (empty, 9, errno.ENOENT)):
+        assert call(proc, "openat", dirfd, name, 0, 0) == -expected
+        assert call(proc, "faccessat", dirfd, name, 0) == -expected
+        assert call(proc, "newfstatat", dirfd, name, SCRATCH, 0) == -expected
+        assert call(proc, "readlinkat", dirfd, name, SCRATCH, 64) == -expected
+    # AT_EMPTY_PATH: dirfd itself. AT_FDCWD is the current directory, not found like any path here.
+    assert call(proc, "newfstatat", 1, empty, SCRATCH, 0x1000) == 0
+    assert call(proc, "newfstatat", 9, empty, SCRATCH, 0x1000) == -errno.EBADF
+    assert call(proc, "newfstatat", -100, empty, SCRATCH, 0x1000) == -errno.ENOENT
+
+
 def test_readlink_proc_self_exe(proc: LinuxProcess) -> None:
     link = put(proc, SCRATCH, b"/proc/self/exe\0")
     target = os.fsencode(proc.path)
