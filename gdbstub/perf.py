@@ -150,10 +150,16 @@ class PerfSession:
         self.counters = [Counter(text, parse_event(text, symbols)) for text in events]
         self._started: float | None = None
         self._stopped: float | None = None
+        self._open = False
 
     def open(self) -> None:
-        """Register every event; one the arch refuses keeps its error and the rest still count."""
+        """Register every event; one the arch refuses keeps its error and the rest still count.
+        Opening an open session is an error: it would register every event a second time."""
+        if self._open:
+            raise RuntimeError("this perf session is already open")
+        self._open = True
         for counter in self.counters:
+            counter.error = None
             try:
                 if self.task is None:
                     counter.bps = self.core.register_wide(counter.attr, counter._on_hit, owner=OWNER)
@@ -172,6 +178,7 @@ class PerfSession:
         for counter in self.counters:
             self.core.unregister_wide(counter.bps)
             counter.bps = []
+        self._open = False
 
     def __enter__(self) -> PerfSession:
         self.open()

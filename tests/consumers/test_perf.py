@@ -152,6 +152,21 @@ def test_no_free_slot_is_not_supported_with_enospc():
         assert "<not supported>" in session.format_stat().splitlines()[-4]
 
 
+def test_opening_an_open_session_is_refused_and_registers_nothing_more():
+    core = core_running(TASK)
+    with PerfSession(core, ["mem:0x404028:w"], task=TASK) as session:
+        [bp] = session.counters[0].bps
+        with pytest.raises(RuntimeError, match="already open"):
+            session.open()
+        assert session.counters[0].bps == [bp]
+        access(core, COUNTER)
+    assert not core.is_used()
+    session.open()                                             # closed: it may count again
+    access(core, COUNTER)
+    session.close()
+    assert session.counters[0].count == 2 and not core.is_used()
+
+
 def test_syntax_error_registers_nothing():
     core = core_running(TASK)
     with pytest.raises(ValueError):
