@@ -37,8 +37,11 @@ class ServerProcess:
                                            (self.proc.stderr, self.stderr_lines))]
         for pump in self._pumps:
             pump.start()
-        if not self._port_seen.wait(SERVER_START_TIMEOUT):
+        # Set by the port line, or by either pipe's end: a server that exits says so at once.
+        self._port_seen.wait(SERVER_START_TIMEOUT)
+        if not self.port:
             self.stop()
+            self._join_output()
             raise RuntimeError(f"{self.name} did not start: {self.stderr_text()}")
 
     def _pump(self, pipe, lines: list[str]) -> None:
@@ -48,6 +51,7 @@ class ServerProcess:
             if match := self.port_line.search(line):
                 self.port = int(match.group(1))
                 self._port_seen.set()
+        self._port_seen.set()
 
     def _join_output(self) -> None:
         """Wait until both pipes reached end of file, so the program's last lines are in."""

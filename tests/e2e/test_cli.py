@@ -5,10 +5,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
 from tests.programs.build import build, have_compiler
+
+from .stub import SERVER_START_TIMEOUT, StubProcess
 
 
 def serve(*args: str) -> subprocess.CompletedProcess:
@@ -26,6 +29,13 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 def test_missing_program(tmp_path):
     line = one_error_line(serve(str(tmp_path / "nothing-here")))
     assert line.startswith("gdbstub: ") and "no such file" in line
+
+
+def test_the_test_helper_reports_a_server_that_exited_without_waiting(tmp_path):
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="did not start: gdbstub: .*no such file"):
+        StubProcess(str(tmp_path / "nothing-here"))
+    assert time.monotonic() - started < SERVER_START_TIMEOUT / 2     # not the start timeout
 
 
 def test_not_an_elf(tmp_path):
