@@ -374,7 +374,6 @@ def sys_readlinkat(p: LinuxProcess, dirfd: int, path: int, buf: int, bufsiz: int
     return len(target)
 
 
-
 # --------------------------------------------------------------------------- memory
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 MAP_SHARED, MAP_PRIVATE, MAP_TYPE = 0x1, 0x2, 0xF

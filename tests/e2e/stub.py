@@ -31,14 +31,14 @@ class ServerProcess:
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
         self.port = 0
-        self._port_seen = threading.Event()
+        self._ready_or_gone = threading.Event()
         self._pumps = [threading.Thread(target=self._pump, args=(pipe, lines), daemon=True)
                        for pipe, lines in ((self.proc.stdout, self.stdout_lines),
                                            (self.proc.stderr, self.stderr_lines))]
         for pump in self._pumps:
             pump.start()
-        # Set by the port line, or by either pipe's end: a server that exits says so at once.
-        self._port_seen.wait(SERVER_START_TIMEOUT)
+        # Set by the port line, or by either pipe's end: a server that exits is seen at once.
+        self._ready_or_gone.wait(SERVER_START_TIMEOUT)
         if not self.port:
             self.stop()
             self._join_output()
@@ -50,8 +50,8 @@ class ServerProcess:
             lines.append(line)
             if match := self.port_line.search(line):
                 self.port = int(match.group(1))
-                self._port_seen.set()
-        self._port_seen.set()
+                self._ready_or_gone.set()
+        self._ready_or_gone.set()
 
     def _join_output(self) -> None:
         """Wait until both pipes reached end of file, so the program's last lines are in."""
