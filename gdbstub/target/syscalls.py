@@ -245,14 +245,16 @@ def sys_lseek(p: LinuxProcess, fd: int, *_: int) -> int:
     return -E.ESPIPE if s32(fd) in p.open_fds else -E.EBADF
 
 
-@syscall(2, 4, 6, 21)                       # open, stat, lstat, access: no file system to look in
+@syscall(2, 4, 6)                           # open, stat, lstat: no file system to look in
 def sys_open(p: LinuxProcess, path: int, *_: int) -> int:
     p.read_cstring(path)                    # EFAULT before ENOENT, like the kernel
     return -E.ENOENT
 
 
 AT_FDCWD = -100
-AT_EMPTY_PATH = 0x1000
+AT_SYMLINK_NOFOLLOW, AT_NO_AUTOMOUNT, AT_EMPTY_PATH, AT_STATX_SYNC_TYPE = 0x100, 0x800, 0x1000, 0x6000
+_FSTATAT_FLAGS = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE
+_ACCESS_MODES = 0o7                         # R_OK | W_OK | X_OK; F_OK is 0
 
 
 def _dirfd_error(p: LinuxProcess, dirfd: int, name: bytes) -> int:
@@ -263,9 +265,21 @@ def _dirfd_error(p: LinuxProcess, dirfd: int, name: bytes) -> int:
     return -E.ENOTDIR if s32(dirfd) in p.open_fds else -E.EBADF
 
 
-@syscall(257, 269)                          # openat, faccessat: the same with a dirfd first
+@syscall(257)
 def sys_openat(p: LinuxProcess, dirfd: int, path: int, *_: int) -> int:
     return _dirfd_error(p, dirfd, p.read_cstring(path)) or -E.ENOENT
+
+
+@syscall(269)
+def sys_faccessat(p: LinuxProcess, dirfd: int, path: int, mode: int, *_: int) -> int:
+    if mode & 0xFFFF_FFFF & ~_ACCESS_MODES:
+        return -E.EINVAL                    # before the path is read, as the kernel does
+    return sys_openat(p, dirfd, path)
+
+
+@syscall(21)
+def sys_access(p: LinuxProcess, path: int, mode: int, *_: int) -> int:
+    return sys_faccessat(p, AT_FDCWD, path, mode)
 
 
 def stat_of_fd(p: LinuxProcess, fd: int) -> bytes:
@@ -295,6 +309,8 @@ def sys_fstat(p: LinuxProcess, fd: int, statbuf: int, *_: int) -> int:
 @syscall(262)
 def sys_newfstatat(p: LinuxProcess, dirfd: int, path: int, statbuf: int, flags: int, *_: int) -> int:
     name = p.read_cstring(path)
+    if flags & 0xFFFF_FFFF & ~_FSTATAT_FLAGS:
+        return -E.EINVAL
     if name == b"" and flags & AT_EMPTY_PATH and s32(dirfd) != AT_FDCWD:
         return sys_fstat(p, dirfd, statbuf)
     # AT_FDCWD with AT_EMPTY_PATH is the current directory: like every path, not found here.
@@ -367,6 +383,8 @@ def sys_readlinkat(p: LinuxProcess, dirfd: int, path: int, buf: int, bufsiz: int
     name = p.read_cstring(path)
     if error := _dirfd_error(p, dirfd, name):
         return error
+    if name == b"" and s32(dirfd) != AT_FDCWD and s32(dirfd) not in p.open_fds:
+        return -E.EBADF                     # an empty path names dirfd itself (not a link: ENOENT)
     if name not in (b"/proc/self/exe", b"/proc/%d/exe" % p.pid, b"/proc/thread-self/exe"):
         return -E.ENOENT
     target = os.fsencode(p.path)[:bufsiz]   # readlink does not NUL-terminate

@@ -144,7 +144,17 @@ def test_at_calls_check_dirfd_as_linux_does(proc: LinuxProcess) -> None:
         assert call(proc, "openat", dirfd, name, 0, 0) == -expected
         assert call(proc, "faccessat", dirfd, name, 0) == -expected
         assert call(proc, "newfstatat", dirfd, name, SCRATCH, 0) == -expected
+    # readlinkat: an empty path names dirfd itself, so a closed one is EBADF there.
+    for name, dirfd, expected in ((relative, -100, errno.ENOENT), (relative, 1, errno.ENOTDIR),
+                                  (relative, 9, errno.EBADF), (absolute, 9, errno.ENOENT),
+                                  (empty, -100, errno.ENOENT), (empty, 1, errno.ENOENT),
+                                  (empty, 9, errno.EBADF)):
         assert call(proc, "readlinkat", dirfd, name, SCRATCH, 64) == -expected
+    # Bad modes and flags are EINVAL before anything else is looked at.
+    assert call(proc, "faccessat", 9, relative, 8) == -errno.EINVAL
+    assert call(proc, "access", absolute, 8) == -errno.EINVAL
+    assert call(proc, "access", absolute, 4) == -errno.ENOENT
+    assert call(proc, "newfstatat", 9, relative, SCRATCH, 0x80000) == -errno.EINVAL
     # AT_EMPTY_PATH: dirfd itself. AT_FDCWD is the current directory, not found like any path here.
     assert call(proc, "newfstatat", 1, empty, SCRATCH, 0x1000) == 0
     assert call(proc, "newfstatat", 9, empty, SCRATCH, 0x1000) == -errno.EBADF
