@@ -145,7 +145,7 @@ class ElfImage:
         _check_ident(abspath, raw)
         try:
             return cls._from_bytes(abspath, raw, load_base)
-        except (ELFError, ValueError, KeyError, IndexError) as exc:
+        except (ELFError, ValueError, KeyError, IndexError, OverflowError) as exc:
             if isinstance(exc, ElfLoadError):
                 raise
             raise ElfLoadError(f"{abspath}: malformed ELF file ({exc})") from exc
@@ -362,8 +362,9 @@ def _file_parts(elf: ELFFile) -> tuple[tuple[int, int], ...]:
     header = elf.header
     parts = [
         (0, header["e_ehsize"]),
-        (header["e_phoff"], header["e_phoff"] + header["e_phnum"] * header["e_phentsize"]),
-        (header["e_shoff"], header["e_shoff"] + header["e_shnum"] * header["e_shentsize"]),
+        # num_segments/num_sections: e_phnum and e_shnum may say "see section 0" (extended numbering)
+        (header["e_phoff"], header["e_phoff"] + elf.num_segments() * header["e_phentsize"]),
+        (header["e_shoff"], header["e_shoff"] + elf.num_sections() * header["e_shentsize"]),
     ]
     parts += [(section["sh_offset"], section["sh_offset"] + section["sh_size"])
               for section in elf.iter_sections() if section["sh_type"] != "SHT_NOBITS"]

@@ -617,13 +617,22 @@ async def test_vfile_reads_the_program_and_nothing_else(serve, counter, tmp_path
         # ELF part the read starts in, and at least 1 KiB: here the 64-byte header, then .symtab.
         assert await client.request(b"vFile:pread:%x,10000,0" % fd) == b"F400;" + contents[:0x400]
         with open(program, "rb") as f:
-            symtab = ELFFile(f).get_section_by_name(".symtab")
+            elf = ELFFile(f)
+            symtab = elf.get_section_by_name(".symtab")
             start, size = symtab["sh_offset"], symtab["sh_size"]
+            text_offset = elf.get_section_by_name(".text")["sh_offset"]
         assert 0x400 < size < 0xE000          # more than the least, and fits one reply escaped
         assert await client.request(b"vFile:pread:%x,10000,%x" % (fd, start)) == \
             b"F%x;" % size + contents[start : start + size]
         assert await client.request(b"vFile:pread:%x,10000,%x" % (fd, start + 0x10)) == \
             b"F%x;" % (size - 0x10) + contents[start + 0x10 : start + size]
+        # A part larger than a packet (.text) comes a packet at a time, its escapes included.
+        reply = await client.request(b"vFile:pread:%x,ffffffff,%x" % (fd, text_offset))
+        header, _, data = reply.partition(b";")
+        assert data == contents[text_offset : text_offset + int(header[1:], 16)]
+        escaped = len(reply) + sum(data.count(special) for special in b"#$}*")
+        advertised = re.search(rb"PacketSize=([0-9a-f]+)", await client.request(b"qSupported"))[1]
+        assert 0x8000 < len(data) and escaped <= int(advertised, 16)
         reply = await client.request(b"vFile:fstat:%x" % fd)
         assert reply.startswith(b"F40;") and len(reply) == 4 + FILEIO_STAT_SIZE
         # gdb's struct stat: 32-bit dev, ino, mode, nlink, uid, gid, rdev; 64-bit size, ...; big-endian.

@@ -124,19 +124,20 @@ def test_build_id_matches_readelf() -> None:
 def test_file_parts_are_the_headers_and_sections_readelf_shows() -> None:
     path = build("hello")
     header = binutils("readelf", "-hW", str(path))
-    field = lambda name: int(re.search(rf"{name}:\s+(\d+)", header).group(1))   # noqa: E731
-    expected = {(0, field("Size of this header")),
-                (field("Start of program headers"),
-                 field("Start of program headers") + field("Number of program headers") * field("Size of program headers")),
-                (field("Start of section headers"),
-                 field("Start of section headers") + field("Number of section headers") * field("Size of section headers"))}
-    # [Nr] Name Type Address Off Size ...: every section that has bytes in the file
-    for name, kind, off, size in re.findall(r"\]\s+(\S+)\s+(\S+)\s+[0-9a-f]+\s+([0-9a-f]+)\s+([0-9a-f]+)",
-                                            binutils("readelf", "-SW", str(path))):
-        if kind not in ("NULL", "NOBITS") and int(size, 16):
+
+    def table(what: str) -> tuple[int, int]:
+        start, count, size = (int(re.search(rf"{label}:\s+(\d+)", header).group(1))
+                              for label in (f"Start of {what}", f"Number of {what}", f"Size of {what}"))
+        return start, start + count * size
+
+    expected = {(0, int(re.search(r"Size of this header:\s+(\d+)", header).group(1))),
+                table("program headers"), table("section headers")}
+    # [Nr] Name Type Address Off Size ...: every section with bytes in the file ([ 0] has none)
+    row = re.compile(r"\[\s*[1-9]\d*\]\s+\S+\s+(\S+)\s+[0-9a-f]+\s+([0-9a-f]+)\s+([0-9a-f]+)")
+    for kind, off, size in row.findall(binutils("readelf", "-SW", str(path))):
+        if kind != "NOBITS" and int(size, 16):
             expected.add((int(off, 16), int(off, 16) + int(size, 16)))
-    parts = ElfImage.open(path).file_parts
-    assert list(parts) == sorted(expected)
+    assert list(ElfImage.open(path).file_parts) == sorted(expected)
 
 
 def test_static_pie_is_relocated_as_a_whole() -> None:
@@ -211,6 +212,17 @@ def test_dynamically_linked_needs_a_loader() -> None:
     with pytest.raises(ElfLoadError, match=r"needs a dynamic loader \(/lib64/ld-linux-x86-64.so.2\)") as info:
         ElfImage.open(path)
     assert info.value.errno == errno.ENOEXEC
+
+
+def test_a_section_offset_past_any_file_is_a_malformed_elf(tmp_path: Path) -> None:
+    raw = bytearray(build("hello").read_bytes())
+    e_shoff, = struct.unpack_from("<Q", raw, 0x28)
+    e_shentsize, = struct.unpack_from("<H", raw, 0x3A)
+    struct.pack_into("<Q", raw, e_shoff + e_shentsize + 0x18, 2**63 + 5)   # section 1's sh_offset
+    broken = tmp_path / "broken"
+    broken.write_bytes(raw)
+    with pytest.raises(ElfLoadError, match="malformed ELF file"):
+        ElfImage.open(broken)
 
 
 def test_truncated_file(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ...target.hostio import HostIOError
 from ..errors import Unsupported
-from ..limits import fit_binary_reply
+from ..limits import PACKET_SIZE, fit_binary_reply
 from ..outputs import Reply
 from ._parse import hex_bytes, hex_int, split
 
@@ -32,17 +32,17 @@ def _open(hio, args):
 # gdb reads the file through a one-chunk cache and asks for a whole PacketSize at each miss, while
 # it wants one part of the ELF file at a time (a header table, a section, the symbol table). Bytes
 # past that part would be sent, decoded by gdb and thrown away, at over 10 ns each to gdb. So a
-# read gets the rest of the part it starts in, and at least _PREAD_LEAST bytes, which cover the
+# read gets the rest of the part it starts in, and at least _PREAD_MIN bytes, which cover the
 # small parts gdb reads one after another (the ELF header, the program headers, the notes).
 # Measured, gdb connecting with no local file: see docs/performance.md.
-_PREAD_LEAST = 0x400
+_PREAD_MIN = 0x400
 
 
 def _pread(hio, args):
     fd, count, offset = split(args, b",", 3, "vFile arguments")
     fd, count, offset = hex_int(fd, "fd"), hex_int(count, "count"), hex_int(offset, "offset")
-    wanted = max(_PREAD_LEAST, hio.part_rest(fd, offset))
-    data = fit_binary_reply(hio.pread(fd, min(count, wanted), offset))
+    wanted = max(_PREAD_MIN, hio.part_rest(fd, offset))
+    data = fit_binary_reply(hio.pread(fd, min(count, wanted, PACKET_SIZE), offset))
     return _ok(len(data), data)
 
 
