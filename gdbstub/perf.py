@@ -154,12 +154,13 @@ class PerfSession:
 
     def open(self) -> None:
         """Register every event; one the arch refuses keeps its error and the rest still count.
-        Opening an open session is an error: it would register every event a second time."""
+        Each open is a new measurement: counts, errors and the clock start afresh. Opening an open
+        session is an error: it would register every event a second time."""
         if self._open:
             raise RuntimeError("this perf session is already open")
         self._open = True
         for counter in self.counters:
-            counter.error = None
+            counter.count, counter.error = 0, None
             try:
                 if self.task is None:
                     counter.bps = self.core.register_wide(counter.attr, counter._on_hit, owner=OWNER)

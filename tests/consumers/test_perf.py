@@ -160,11 +160,22 @@ def test_opening_an_open_session_is_refused_and_registers_nothing_more():
             session.open()
         assert session.counters[0].bps == [bp]
         access(core, COUNTER)
+    assert not core.is_used() and session.counters[0].count == 1
+
+
+def test_a_reopened_session_is_a_new_measurement():
+    core = core_running(TASK)
+    others = PerfSession(core, [f"mem:{0x404000 + 8 * n:#x}:w" for n in range(4)], task=TASK)
+    session = PerfSession(core, ["mem:0x404028:w", "mem:0x404030:w"], task=TASK)
+    with session:
+        access(core, 0x404028)
+    with others, session:                                            # the others hold all four slots
+        assert session.counters[0].error.errno == ENOSPC
+    with session:
+        access(core, 0x404030)
+        assert [c.supported for c in session.counters] == [True, True]
+        assert [c.count for c in session.counters] == [0, 1]
     assert not core.is_used()
-    session.open()                                             # closed: it may count again
-    access(core, COUNTER)
-    session.close()
-    assert session.counters[0].count == 2 and not core.is_used()
 
 
 def test_syntax_error_registers_nothing():
