@@ -305,7 +305,11 @@ class Codec:
         return out
 
     def send(self, payload: bytes, *, binary: bool = False) -> bytes:
-        """Frame one packet as '$' + payload + '#' + checksum and remember it for retransmission.
+        """Frame one packet (see `frame`) and remember it for retransmission."""
+        return self.send_frame(self.frame(payload, binary=binary))
+
+    def frame(self, payload: bytes, *, binary: bool = False) -> bytes:
+        """One packet as '$' + payload + '#' + checksum, not yet sent (nothing is remembered).
 
         binary=False: `payload` is text already in wire form; a '$', '#', '}' (or, from a server,
         '*') in it is our bug (LocalProtocolError). binary=True: those bytes are escaped first.
@@ -323,7 +327,10 @@ class Codec:
                         "send it with binary=True"
                     )
             wire = self._encode_text(payload)
-        frame = b"$%b#%02x" % (wire, checksum(wire))
+        return b"$%b#%02x" % (wire, checksum(wire))
+
+    def send_frame(self, frame: bytes) -> bytes:
+        """Send a frame made by `frame`: remember it for retransmission, and return it."""
         self._last_frame = frame
         return frame
 

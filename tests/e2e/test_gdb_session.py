@@ -68,6 +68,21 @@ def test_a_static_pie_is_debugged_where_it_was_loaded(serve):
     assert f"pie sum 10, main at {gdb_main}," in stub.program_output()
 
 
+def test_a_large_dump_is_exact_and_sees_a_write_made_between_two_dumps(serve, tmp_path):
+    """gdb reads 256 KiB as a run of `m` packets; the stub answers each next one made ahead."""
+    stub = serve("big_array", once=True, options=("--log-packets",))
+    first, second = tmp_path / "first", tmp_path / "second"
+    out = run_gdb(stub.port, ["break ready", "continue",
+                              f"dump binary memory {first} &buffer[0] &buffer[262144]",
+                              "set var buffer[100000] = 0x5a",
+                              f"dump binary memory {second} &buffer[0] &buffer[262144]", "kill"])
+    pattern = bytes(((i * 131) ^ (i >> 8)) & 0xFF for i in range(256 * 1024))
+    assert first.read_bytes() == pattern, out
+    assert second.read_bytes() == pattern[:100000] + b"\x5a" + pattern[100001:]
+    stub.wait_exit()
+    assert "(read ahead)" in stub.stderr_text()
+
+
 def test_exit_code_is_reported(serve):
     stub = serve("exitcode", once=True)
     out = run_gdb(stub.port, ["continue"])

@@ -11,6 +11,7 @@ test program's own ELF file (pyelftools), instruction lengths from capstone.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import struct
@@ -259,12 +260,12 @@ async def serve(nursery):
     """`await serve(program, *args, debug_arch=...)` -> Served: a Machine behind a real listening socket."""
     started: list[Served] = []
 
-    async def start(program: Program, *args: str, debug_arch: str = "x86") -> Served:
+    async def start(program: Program, *args: str, debug_arch: str = "x86", log_packets: bool = False) -> Served:
         machine = Machine(program.path, [program.path, *args], debug_arch=debug_arch,
                           stdout=io.BytesIO(), stderr=io.BytesIO())
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         port = listeners[0].socket.getsockname()[1]
-        server = Server(machine)
+        server = Server(machine, log_packets=log_packets)
         await nursery.start(server.serve_tcp, listeners)
         served = Served(machine, server, port)
         started.append(served)
@@ -387,6 +388,32 @@ async def test_X_with_escaped_bytes_writes_exactly_those_bytes(serve, counter):
         # The 0x03 inside the packet was data, not a Ctrl-C: a step stops with SIGTRAP, not SIGINT.
         signal, _ = stop_fields(await wire.request(b"vCont;s"))
         assert signal == 5
+
+
+async def test_a_long_read_is_answered_ahead_and_a_write_in_between_is_seen(serve, counter, caplog):
+    """gdb reads a large block as `m` packets of one length, each where the last reply ended. The
+    stub makes the next reply while gdb decodes one: it must hold the same bytes as a fresh read,
+    and any other packet in between (here a write into that block) throws it away."""
+    caplog.set_level(logging.INFO, logger="gdbstub.server")
+    with open(counter.path, "rb") as f:
+        text = ELFFile(f).get_section_by_name(".text")
+        in_file = f.seek(0) or f.read()
+    start, file_start = text["sh_addr"], text["sh_offset"]
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter, log_packets=True)
+        wire = await served.wire()
+        first = bytes.fromhex((await wire.request(b"m%x,8000" % start)).decode())
+        n = len(first)                                   # a packet's worth: less than asked
+        assert 0x1000 <= n < 0x8000 and first == in_file[file_start : file_start + n]
+        second = bytes.fromhex((await wire.request(b"m%x,8000" % (start + n))).decode())
+        assert second == in_file[file_start + n : file_start + 2 * n]
+        assert sum("(read ahead)" in r.getMessage() for r in caplog.records) == 1
+        assert await wire.request(b"M%x,1:5a" % (start + 2 * n + 5)) == b"OK"
+        third = bytes.fromhex((await wire.request(b"m%x,8000" % (start + 2 * n))).decode())
+        expected = bytearray(in_file[file_start + 2 * n : file_start + 3 * n])
+        expected[5] = 0x5A
+        assert third == expected
+        assert sum("(read ahead)" in r.getMessage() for r in caplog.records) == 1
 
 
 async def test_m_reply_is_run_length_encoded_on_the_wire(serve, counter):
