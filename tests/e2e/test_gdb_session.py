@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.programs.build import build
 
@@ -68,18 +69,20 @@ def test_a_static_pie_is_debugged_where_it_was_loaded(serve):
     assert f"pie sum 10, main at {gdb_main}," in stub.program_output()
 
 
-def test_a_large_dump_is_exact_and_sees_a_write_made_between_two_dumps(serve, tmp_path):
-    """gdb reads 256 KiB as a run of `m` packets; the stub answers each next one made ahead."""
-    stub = serve("big_array", once=True, options=("--log-packets",))
+def test_a_large_dump_is_exact_and_sees_a_write_made_between_two_dumps(need_gdb, tmp_path):
+    """gdb reads 1 MiB as a run of `m` packets; the stub answers each next one made ahead. The
+    program is the benchmark's (bench/programs/memory.c): byte i = (i * 131) ^ (i >> 8)."""
+    memory = build("memory", directory=Path(__file__).parents[2] / "bench" / "programs")
     first, second = tmp_path / "first", tmp_path / "second"
-    out = run_gdb(stub.port, ["break ready", "continue",
-                              f"dump binary memory {first} &buffer[0] &buffer[262144]",
-                              "set var buffer[100000] = 0x5a",
-                              f"dump binary memory {second} &buffer[0] &buffer[262144]", "kill"])
-    pattern = bytes(((i * 131) ^ (i >> 8)) & 0xFF for i in range(256 * 1024))
-    assert first.read_bytes() == pattern, out
+    with StubProcess("--log-packets", str(memory), once=True) as stub:
+        run_gdb(stub.port, ["break ready", "continue",
+                            f"dump binary memory {first} &buffer[0] &buffer[1048576]",
+                            "set var buffer[100000] = 0x5a",
+                            f"dump binary memory {second} &buffer[0] &buffer[1048576]", "kill"])
+        stub.wait_exit()
+    pattern = bytes(((i * 131) ^ (i >> 8)) & 0xFF for i in range(1 << 20))
+    assert first.read_bytes() == pattern
     assert second.read_bytes() == pattern[:100000] + b"\x5a" + pattern[100001:]
-    stub.wait_exit()
     assert "(read ahead)" in stub.stderr_text()
 
 
