@@ -2,11 +2,13 @@
 
 Modelled on h11: `receive_data()` feeds bytes from the transport, `next_event()` returns one event
 (or NEED_DATA / EOF), `data_to_send()` drains the acknowledgements and retransmissions the codec
-queued, and `send()` frames one outgoing packet. There are no sockets, clocks or threads here.
+queued, and `send()` frames one outgoing packet (or `frame()` now and `send_frame()` later, for a
+reply made ahead). There are no sockets, clocks or threads here.
 
 Contract for the caller: after each `receive_data()`, call `next_event()` until it returns NEED_DATA
 (this is what keeps memory bounded: an oversized packet is discarded as it is parsed), and write out
-`data_to_send()` before any frame that `send()` returns afterwards, so that a '+' precedes the reply.
+`data_to_send()` before any frame that `send()` or `send_frame()` returns afterwards, so that a '+'
+precedes the reply.
 
 Per-connection state only (no-ack flag, partial packet, last frame sent): make one Codec per
 connection. Nothing is tied to qSupported, because LLDB sends QStartNoAckMode before it.

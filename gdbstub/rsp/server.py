@@ -23,11 +23,12 @@ import trio
 
 from .codec import FRAME_OVERHEAD, NEED_DATA, BadChecksum, Codec, Interrupt, Oversized, Packet
 from .commands._parse import addr_length
+from .commands.memory import handle_m
 from .errors import RemoteProtocolError, RspError
 from .limits import PACKET_SIZE
 from .outputs import Close, EnterNoAck, InterruptRun, Output, Reply, StartRun
 from .run_thread import RunThread
-from .session import Session, State
+from .session import Session
 
 log = logging.getLogger("gdbstub.server")
 
@@ -41,9 +42,10 @@ _RUN_POLL_SECONDS = 0.001
 # it moves to the CPU thread.
 _INLINE_RUN_SECONDS = 0.001
 # gdb reads a large block (`dump memory`, `x/4096x`, an array) as a run of `m` packets of one
-# length, each starting where the last ended, and takes longer to decode each reply (~1.3 ms for
-# 32 KiB) than we take to make the next one (~0.3 ms). So after such a reply the next one is made
-# at once, and sent as soon as gdb asks for exactly it. Reads below this length are not worth it.
+# length, each starting where the last reply ended, and decodes each reply (~1.3 ms for 32 KiB)
+# while we would sit idle; making the next one takes 0.2-1.4 ms (run-length encoding depends on
+# the bytes). So after a reply carrying at least this much, the next one is made at once, and
+# sent as soon as gdb asks for exactly it.
 _READ_AHEAD_MIN = 0x1000
 
 
@@ -57,20 +59,19 @@ def _is_shutdown(exc: BaseException) -> bool:
 @dataclass(frozen=True)
 class _ReadAhead:
     request: bytes            # the `m` packet it answers
-    frame: bytes              # the reply, framed
-    follow: bytes | None      # the `m` expected after it, if this reply was a whole block
+    reply: bytes              # its reply's payload (hex)
+    frame: bytes              # the same, framed
+    follow: bytes | None      # the `m` expected after it
 
 
-def _next_read(request: bytes, outputs: list[Output]) -> bytes | None:
+def _next_read(request: bytes, reply: bytes) -> bytes | None:
     """After `m addr,length` answered with n bytes, the `m addr+n,length` that would continue it."""
-    if not request.startswith(b"m") or len(outputs) != 1 or not isinstance(outputs[0], Reply):
+    n = len(reply) // 2                  # fewer than asked: what fits in a packet, or is readable
+    if n < _READ_AHEAD_MIN or not request.startswith(b"m"):    # (an error reply, "Exx", is 1 here)
         return None
     try:
         addr, length = addr_length(request[1:])
     except RspError:
-        return None
-    n = len(outputs[0].payload) // 2     # fewer than asked: what fits in a packet, or is readable
-    if n < _READ_AHEAD_MIN:              # (an error reply, "Exx", is 1 here)
         return None
     return b"m%x,%x" % (addr + n, length)
 
@@ -148,9 +149,7 @@ class Connection:
                 ahead, self._read_ahead = self._read_ahead, None
                 if ahead is not None and event.payload == ahead.request:
                     await self._flush_acks()
-                    if self.log_packets:
-                        log.info("-> %r (read ahead)", ahead.frame[1:200])
-                    await self._write(self.codec.send_frame(ahead.frame))
+                    await self._send(ahead.reply, ahead.frame, " (read ahead)")
                     self._read_ahead = self._prepare_read(ahead.follow)
                     continue
                 outputs = self.session.packet(event.payload)
@@ -162,19 +161,27 @@ class Connection:
                 log.warning("refused a packet (%s): sent '-'", event)
             await self._flush_acks()
             await self._perform(outputs)
-            if isinstance(event, Packet) and not self.closing:
-                self._read_ahead = self._prepare_read(_next_read(event.payload, outputs))
+            if isinstance(event, Packet) and len(outputs) == 1 and isinstance(outputs[0], Reply) \
+                    and not self.closing:
+                self._read_ahead = self._prepare_read(_next_read(event.payload, outputs[0].payload))
         await self._flush_acks()
 
     def _prepare_read(self, request: bytes | None) -> _ReadAhead | None:
-        """The framed reply to `request` (an `m` gdb is expected to send next), made now."""
-        if request is None or self.session.state is not State.IDLE:
+        """The reply to `request` (the `m` gdb is expected to send next), made and framed now by
+        `m`'s own handler; None if that is an error (it is then made when asked, and logged)."""
+        if request is None:
             return None
-        addr, _ = addr_length(request[1:])
-        if not self.machine.read_memory(addr, 1):
-            return None      # gdb stops before unreadable memory; its error reply is not made ahead
-        [reply] = self.session.packet(request)
-        return _ReadAhead(request, self.codec.frame(reply.payload), _next_read(request, [reply]))
+        try:
+            reply = handle_m(self.session, request[1:])
+        except RspError:
+            return None
+        return _ReadAhead(request, reply, self.codec.frame(reply), _next_read(request, reply))
+
+    async def _send(self, payload: bytes, frame: bytes, note: str = "") -> None:
+        """Send one reply, framed by codec.frame (logged with --log-packets)."""
+        if self.log_packets:
+            log.info("-> %r%s", payload[:200], note)
+        await self._write(self.codec.send_frame(frame))
 
     async def _flush_acks(self) -> None:
         pending = self.codec.data_to_send()
@@ -184,9 +191,7 @@ class Connection:
     async def _perform(self, outputs: list[Output]) -> None:
         for out in outputs:
             if isinstance(out, Reply):
-                if self.log_packets:
-                    log.info("-> %r", out.payload[:200])
-                await self._write(self.codec.send(out.payload, binary=out.binary))
+                await self._send(out.payload, self.codec.frame(out.payload, binary=out.binary))
             elif isinstance(out, StartRun):
                 # A Ctrl-C that came in the same read as this resume is already buffered:
                 # take it now, so the run stops at once instead of waiting for another one.

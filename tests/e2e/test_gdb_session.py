@@ -69,21 +69,26 @@ def test_a_static_pie_is_debugged_where_it_was_loaded(serve):
     assert f"pie sum 10, main at {gdb_main}," in stub.program_output()
 
 
-def test_a_large_dump_is_exact_and_sees_a_write_made_between_two_dumps(need_gdb, tmp_path):
+def test_a_large_dump_is_exact_and_a_write_between_two_reads_is_seen(need_gdb, tmp_path):
     """gdb reads 1 MiB as a run of `m` packets; the stub answers each next one made ahead. The
-    program is the benchmark's (bench/programs/memory.c): byte i = (i * 131) ^ (i >> 8)."""
+    program is the benchmark's (bench/programs/memory.c): byte i = (i * 131) ^ (i >> 8).
+    gdb asks for 0x8000 bytes at a time and gets 0x7ff0 (a packet's worth), so reading 0x8ff0
+    bytes ends with `m +0x7ff0,1000`, after which the stub makes the reply to `m +0x8ff0,1000`:
+    exactly the next dump's first request, which must still see the write made in between."""
     memory = build("memory", directory=Path(__file__).parents[2] / "bench" / "programs")
-    first, second = tmp_path / "first", tmp_path / "second"
+    whole, head, tail = tmp_path / "whole", tmp_path / "head", tmp_path / "tail"
     with StubProcess("--log-packets", str(memory), once=True) as stub:
-        run_gdb(stub.port, ["break ready", "continue",
-                            f"dump binary memory {first} &buffer[0] &buffer[1048576]",
-                            "set var buffer[100000] = 0x5a",
-                            f"dump binary memory {second} &buffer[0] &buffer[1048576]", "kill"])
+        out = run_gdb(stub.port, ["break ready", "continue",
+                                  f"dump binary memory {whole} &buffer[0] &buffer[1048576]",
+                                  f"dump binary memory {head} &buffer[0] &buffer[0x8ff0]",
+                                  "set var buffer[0x8ff5] = 0x5a",
+                                  f"dump binary memory {tail} &buffer[0x8ff0] &buffer[0x9ff0]", "kill"])
         stub.wait_exit()
     pattern = bytes(((i * 131) ^ (i >> 8)) & 0xFF for i in range(1 << 20))
-    assert first.read_bytes() == pattern
-    assert second.read_bytes() == pattern[:100000] + b"\x5a" + pattern[100001:]
+    assert whole.read_bytes() == pattern, out
     assert "(read ahead)" in stub.stderr_text()
+    assert head.read_bytes() == pattern[:0x8ff0], out
+    assert tail.read_bytes() == pattern[0x8ff0:0x8ff5] + b"\x5a" + pattern[0x8ff6:0x9ff0], out
 
 
 def test_exit_code_is_reported(serve):

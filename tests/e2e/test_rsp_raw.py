@@ -390,30 +390,54 @@ async def test_X_with_escaped_bytes_writes_exactly_those_bytes(serve, counter):
         assert signal == 5
 
 
-async def test_a_long_read_is_answered_ahead_and_a_write_in_between_is_seen(serve, counter, caplog):
+async def test_a_long_read_is_answered_ahead_for_exactly_its_next_request(serve, counter, caplog):
     """gdb reads a large block as `m` packets of one length, each where the last reply ended. The
-    stub makes the next reply while gdb decodes one: it must hold the same bytes as a fresh read,
-    and any other packet in between (here a write into that block) throws it away."""
+    stub makes the next reply while gdb decodes one. It must hold the same bytes as a fresh read,
+    answer exactly that request, be the frame a '-' asks for again, and be thrown away by any other
+    packet in between (here a write into that block)."""
     caplog.set_level(logging.INFO, logger="gdbstub.server")
     with open(counter.path, "rb") as f:
         text = ELFFile(f).get_section_by_name(".text")
         in_file = f.seek(0) or f.read()
-    start, file_start = text["sh_addr"], text["sh_offset"]
+    start = text["sh_addr"]
+
+    def file_bytes(addr: int, count: int) -> bytes:
+        offset = text["sh_offset"] + addr - start
+        return in_file[offset : offset + count]
+
+    def answered_ahead() -> int:
+        return sum("(read ahead)" in record.getMessage() for record in caplog.records)
+
     with trio.fail_after(TEST_SECONDS):
         served = await serve(counter, log_packets=True)
         wire = await served.wire()
-        first = bytes.fromhex((await wire.request(b"m%x,8000" % start)).decode())
-        n = len(first)                                   # a packet's worth: less than asked
-        assert 0x1000 <= n < 0x8000 and first == in_file[file_start : file_start + n]
-        second = bytes.fromhex((await wire.request(b"m%x,8000" % (start + n))).decode())
-        assert second == in_file[file_start + n : file_start + 2 * n]
-        assert sum("(read ahead)" in r.getMessage() for r in caplog.records) == 1
+
+        async def read(addr: int, length: int) -> bytes:
+            return bytes.fromhex((await wire.request(b"m%x,%x" % (addr, length))).decode())
+
+        n = len(await read(start, 0x8000))               # a packet's worth: less than asked
+        assert 0x1000 <= n < 0x8000
+        for k in (1, 2, 3):                              # a chain, each answered ahead
+            assert await read(start + k * n, 0x8000) == file_bytes(start + k * n, n)
+        assert answered_ahead() == 3
+        # The next address with another length: a fresh reply, of that length.
+        assert await read(start + 4 * n, 0x100) == file_bytes(start + 4 * n, 0x100)
+        assert answered_ahead() == 3
+        # A '-' after a reply made ahead gets that same frame again.
+        await read(start, 0x8000)
+        await wire.send(frame(b"m%x,8000" % (start + n)))
+        sent = await wire.read_frame()
+        await wire.send(b"-")
+        assert await wire.read_frame() == sent[1:] and sent[:1] == b"+"
+        await wire.send(b"+")
+        assert decode_reply(split_frame(sent[1:])) == file_bytes(start + n, n).hex().encode()
+        assert answered_ahead() == 4
+        # A write into the block made ahead is seen: the write threw the made reply away.
         assert await wire.request(b"M%x,1:5a" % (start + 2 * n + 5)) == b"OK"
-        third = bytes.fromhex((await wire.request(b"m%x,8000" % (start + 2 * n))).decode())
-        expected = bytearray(in_file[file_start + 2 * n : file_start + 3 * n])
+        expected = bytearray(file_bytes(start + 2 * n, n))
         expected[5] = 0x5A
-        assert third == expected
-        assert sum("(read ahead)" in r.getMessage() for r in caplog.records) == 1
+        assert await read(start + 2 * n, 0x8000) == expected
+        assert answered_ahead() == 4
 
 
 async def test_m_reply_is_run_length_encoded_on_the_wire(serve, counter):
