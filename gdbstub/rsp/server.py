@@ -22,9 +22,7 @@ from dataclasses import dataclass
 import trio
 
 from .codec import FRAME_OVERHEAD, NEED_DATA, BadChecksum, Codec, Interrupt, Oversized, Packet
-from .commands._parse import addr_length
-from .commands.memory import handle_m
-from .errors import RemoteProtocolError, RspError
+from .errors import RemoteProtocolError
 from .limits import PACKET_SIZE
 from .outputs import Close, EnterNoAck, InterruptRun, Output, Reply, StartRun
 from .run_thread import RunThread
@@ -61,19 +59,6 @@ class _ReadAhead:
     request: bytes            # the `m` packet it answers
     reply: bytes              # its reply's payload (hex)
     frame: bytes              # the same, framed
-    follow: bytes | None      # the `m` expected after it
-
-
-def _next_read(request: bytes, reply: bytes) -> bytes | None:
-    """After `m addr,length` answered with n bytes, the `m addr+n,length` that would continue it."""
-    n = len(reply) // 2                  # fewer than asked: what fits in a packet, or is readable
-    if n < _READ_AHEAD_MIN or not request.startswith(b"m"):    # (an error reply, "Exx", is 1 here)
-        return None
-    try:
-        addr, length = addr_length(request[1:])
-    except RspError:
-        return None
-    return b"m%x,%x" % (addr + n, length)
 
 
 def _server_codec() -> Codec:
@@ -150,7 +135,7 @@ class Connection:
                 if ahead is not None and event.payload == ahead.request:
                     await self._flush_acks()
                     await self._send(ahead.reply, ahead.frame, " (read ahead)")
-                    self._read_ahead = self._prepare_read(ahead.follow)
+                    self._read_ahead = self._prepare_read(ahead.request, ahead.reply)
                     continue
                 outputs = self.session.packet(event.payload)
             elif isinstance(event, Interrupt):
@@ -163,19 +148,16 @@ class Connection:
             await self._perform(outputs)
             if isinstance(event, Packet) and len(outputs) == 1 and isinstance(outputs[0], Reply) \
                     and not self.closing:
-                self._read_ahead = self._prepare_read(_next_read(event.payload, outputs[0].payload))
+                self._read_ahead = self._prepare_read(event.payload, outputs[0].payload)
         await self._flush_acks()
 
-    def _prepare_read(self, request: bytes | None) -> _ReadAhead | None:
-        """The reply to `request` (the `m` gdb is expected to send next), made and framed now by
-        `m`'s own handler; None if that is an error (it is then made when asked, and logged)."""
-        if request is None:
+    def _prepare_read(self, request: bytes, reply: bytes) -> _ReadAhead | None:
+        """After a reply carrying at least _READ_AHEAD_MIN bytes to an `m`, the reply to the `m`
+        that would continue it, made and framed now."""
+        if len(reply) < 2 * _READ_AHEAD_MIN:          # hex: two characters a byte
             return None
-        try:
-            reply = handle_m(self.session, request[1:])
-        except RspError:
-            return None
-        return _ReadAhead(request, reply, self.codec.frame(reply), _next_read(request, reply))
+        made = self.session.continue_read(request, reply)
+        return None if made is None else _ReadAhead(*made, self.codec.frame(made[1]))
 
     async def _send(self, payload: bytes, frame: bytes, note: str = "") -> None:
         """Send one reply, framed by codec.frame (logged with --log-packets)."""

@@ -12,6 +12,7 @@ import logging
 
 from ..target.events import StopEvent, StopKind
 from .commands import COMMANDS, packet_name
+from .commands.memory import handle_m, next_read
 from .errors import LocalProtocolError, RspError, Unsupported
 from .outputs import Close, InterruptRun, Output, Reply, StartRun
 from .stop_reply import format_stop_reply
@@ -58,6 +59,18 @@ class Session:
         self.state = State.IDLE
         self.last_stop = event
         return [Reply(self.stop_reply(event))]
+
+    def continue_read(self, request: bytes, reply: bytes) -> tuple[bytes, bytes] | None:
+        """After an `m` and its reply, the `m` that would continue that read, and its reply made
+        now (a reply made ahead: see server.py); None if `request` is no `m`, or the next reply
+        would be an error (that is made, and logged, if the client asks)."""
+        follow = next_read(request, reply)
+        if follow is None:
+            return None
+        try:
+            return follow, handle_m(self, follow[1:])
+        except RspError:
+            return None
 
     def disconnected(self) -> None:
         """The client went away (EOF, detach or kill): release what this session held."""

@@ -159,7 +159,7 @@ class Cpu:
         self._rf_addr: int | None = None           # RF set by the last HWBREAK stop
         self._resume_through: int | None = None
         self._resume_pc: int | None = None         # RIP after the last step, if known
-        self._before_helper_store = False          # stopped before a helper store to a watched page
+        self._before_helper_store: tuple[int, int] | None = None   # the store the run stopped before
         self._resync_pending = False               # stopped to install hooks: the run goes on
         self._in_emulation = False
         self._hooks_stale = False                  # slot/breakpoint change made inside a hook
@@ -493,8 +493,8 @@ class Cpu:
                     return event
                 continue
             # (a stop before a helper store that reaches a watched page counts as a data fault)
-            helper_store, self._before_helper_store = self._before_helper_store, False
-            watch_fault = helper_store or (
+            helper_store, self._before_helper_store = self._before_helper_store, None
+            watch_fault = helper_store is not None or (
                 fault is not None and fault.errno in _WATCH_FAULTS and self._unit.watching_data)
             if fault is not None and not watch_fault:
                 return self._signal_for_fault(fault)
@@ -505,7 +505,8 @@ class Cpu:
                 fetch = fault is not None and fault.errno not in _DATA_WATCH_FAULTS
                 cause = WatchFault(pc, fetch, elapsed, started + elapsed) if watch_fault else None
                 # After a data fault or a hook stop the code hooks at pc already ran: step with RF.
-                event = self._execute_one(pc, suppress=None if fetch else pc, fault=cause)
+                event = self._execute_one(pc, suppress=None if fetch else pc, fault=cause,
+                                          helper_store=helper_store)
                 if event is not None:
                     return event
                 continue
@@ -518,6 +519,7 @@ class Cpu:
                 # that would fault (nothing is ever mapped at 0).
                 return StopEvent(StopKind.SIGNAL, signal=SIGSEGV, pc=0, fault_addr=0, reason="jump to address 0")
             if give_up_at is not None:
+                self._resume_pc = pc
                 continue          # the slice ran out: the next one, or give up
             # Unicorn ends emulation quietly on `hlt` at CPL 0, leaving RIP after it
             # (in user mode it is a #GP: a Linux process runs at CPL 3).
@@ -554,7 +556,8 @@ class Cpu:
             if forced and not (loads_flags and ran):
                 self.uc.reg_write(UC_X86_REG_EFLAGS, self.uc.reg_read(UC_X86_REG_EFLAGS) & ~_TRAP_FLAG)
 
-    def _execute_one(self, pc: int, suppress: int | None, fault: WatchFault | None = None) -> StopEvent | None:
+    def _execute_one(self, pc: int, suppress: int | None, fault: WatchFault | None = None,
+                     helper_store: tuple[int, int] | None = None) -> StopEvent | None:
         """Execute exactly one instruction (one REP iteration) at pc, watching data slots.
 
         `fault`: the watch fault that made the run step it.  Returns the
@@ -563,7 +566,8 @@ class Cpu:
         event = self._take_request()
         if event is not None:
             return event
-        helper_store = self._protected_helper_store(pc)
+        if helper_store is None:     # (not found already by the code hook that stopped the run)
+            helper_store = self._protected_helper_store(pc)
         if helper_store is not None:
             # Unicorn would drop a store the guest may not make and run past it: fault here instead.
             # (Only the first byte is sure to be written: how far the store goes is Unicorn's.)
@@ -741,8 +745,9 @@ class Cpu:
                 self._resume_through = address
                 uc.emu_stop()
                 return
-        if self._protected_helper_store(address) is not None:
-            self._before_helper_store = True
+        helper_store = self._protected_helper_store(address)
+        if helper_store is not None:
+            self._before_helper_store = helper_store
             uc.emu_stop()
 
     def _protected_helper_store(self, pc: int) -> tuple[int, int] | None:

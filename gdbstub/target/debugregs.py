@@ -79,7 +79,7 @@ from gdbstub.hwbp.attr import HW_BREAKPOINT_R, HW_BREAKPOINT_W, HW_BREAKPOINT_X,
 from gdbstub.target.disasm import MAX_INSN_LEN
 from gdbstub.target.elf import PAGE_SIZE
 
-__all__ = ["PAGE_SIZE", "DebugUnit", "WatchFault", "WatchMode", "WatchStatistics", "slot_matches", "pages_of"]
+__all__ = ["DebugUnit", "WatchFault", "WatchMode", "WatchStatistics", "slot_matches", "pages_of"]
 
 _PAGE_MASK = ~(PAGE_SIZE - 1)
 

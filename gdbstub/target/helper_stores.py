@@ -151,12 +151,10 @@ def fixed_store_range(store: HelperStore) -> tuple[int, int] | None:
     """[start, end) of what `store` writes if no register decides it (absolute or RIP-relative), else None."""
     if store.index or store.segment_base or store.base not in (0, x86_const.UC_X86_REG_RIP):
         return None
-    address = store.addr + store.size if store.base else 0
-    address = (address + store.disp) & store.address_mask
-    return address, address + store.width
+    return store_range(None, store)     # (no register to read)
 
 
-def store_range(uc: Uc, store: HelperStore) -> tuple[int, int]:
+def store_range(uc: Uc | None, store: HelperStore) -> tuple[int, int]:
     """[start, end) of what `store` may write when it executes now (its registers as they are)."""
     if store.base == x86_const.UC_X86_REG_RIP:
         address = store.addr + store.size

@@ -19,6 +19,18 @@ def handle_m(session, args: bytes) -> bytes:
     return data.hex().encode()
 
 
+def next_read(request: bytes, reply: bytes) -> bytes | None:
+    """After `m addr,length` answered with `reply` (n bytes, in hex), the `m addr+n,length` that
+    would continue that read; None if `request` is no well-formed `m`."""
+    if not request.startswith(b"m"):
+        return None
+    try:
+        addr, length = addr_length(request[1:])
+    except MalformedPacket:
+        return None
+    return b"m%x,%x" % (addr + len(reply) // 2, length)
+
+
 def _write(session, addr: int, data: bytes) -> bytes:
     try:
         session.target.write_memory(addr, data)
