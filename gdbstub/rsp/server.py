@@ -36,6 +36,8 @@ _SHUTDOWN_STOP_SECONDS = 5.0
 # 2.6-3.0 s without the read poll and 1.5-1.8 s with 0.3 ms (0.1 ms: 2.0 s; 1 ms: 2.2 s).
 _READ_POLL_SECONDS = 0.0003
 _RUN_POLL_SECONDS = 0.001
+# The longest the connection task runs on without letting trio's other tasks in.
+_BUSY_SECONDS = 0.005
 # How long a continue runs on the trio thread (which then reads nothing: a Ctrl-C waits) before
 # it moves to the CPU thread.
 _INLINE_RUN_SECONDS = 0.001
@@ -80,6 +82,7 @@ class Connection:
         self._fd = socket.fileno() if socket is not None else None
         self._cpu_thread: RunThread | None = None      # started by the first long continue
         self._read_ahead: _ReadAhead | None = None
+        self._checkpoint_due = 0.0                      # see _read_socket
 
     async def serve(self) -> None:
         try:
@@ -235,12 +238,20 @@ class Connection:
         deadline = time.perf_counter() + _READ_POLL_SECONDS if poll_first else 0.0
         while True:
             try:
-                return os.read(fd, 65536)
+                data = os.read(fd, 65536)
             except BlockingIOError:
                 if time.perf_counter() < deadline:
                     os.sched_yield()
                 else:
                     await trio.lowlevel.wait_readable(fd)
+                    self._checkpoint_due = time.perf_counter() + _BUSY_SECONDS
+                continue
+            if time.perf_counter() > self._checkpoint_due:
+                # A client that never pauses for longer than the poll never lets this task sleep:
+                # now and then let trio's other tasks run (refusing a second client, a Ctrl-C).
+                await trio.lowlevel.checkpoint()
+                self._checkpoint_due = time.perf_counter() + _BUSY_SECONDS
+            return data
 
     async def _write(self, data: bytes) -> None:
         try:
