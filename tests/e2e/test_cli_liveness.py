@@ -4,17 +4,14 @@ Each test runs the real command and talks to it over TCP."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import trio
 
 from gdbstub.rsp.client import RspClient
-from gdbstub.rsp.codec import NEED_DATA, Codec, Packet
 
 from tests.programs.build import build
 
@@ -35,19 +32,8 @@ async def assert_ends_promptly_on_sigint(stub: StubProcess) -> None:
 
 async def refused_reply(port: int) -> bytes:
     """Connect a second client, send one packet, and return the payload of the server's answer."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    codec = Codec(role="client")
-    async with stream:
-        await stream.send_all(codec.send(b"qSupported"))
-        while True:
-            event = codec.next_event()
-            if isinstance(event, Packet):
-                return event.payload
-            if event is NEED_DATA:
-                data = await stream.receive_some(4096)
-                if not data:
-                    return b""
-                codec.receive_data(data)
+    async with await RspClient.connect("127.0.0.1", port) as second:
+        return await second.request(b"qSupported")
 
 
 async def test_a_second_client_is_refused_promptly_while_the_first_sits_idle(serve):
@@ -93,26 +79,23 @@ async def test_sigint_ends_the_server_promptly_while_the_program_runs(serve):
         await assert_ends_promptly_on_sigint(stub)
 
 
-def test_sigint_ends_a_stdio_server_promptly_while_the_program_runs(need_gdb):
+async def test_sigint_ends_a_stdio_server_promptly_while_the_program_runs(need_gdb):
     # With --stdio the connection is trio's main task: the Ctrl-C arrives as a KeyboardInterrupt there.
-    proc = subprocess.Popen([sys.executable, "-m", "gdbstub", "serve", "--stdio", str(build("spin"))],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "gdbstub", "serve", "--stdio", str(build("spin"))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        codec = Codec(role="client")
-        proc.stdin.write(codec.send(b"qC"))
-        proc.stdin.flush()
-        while not isinstance(event := codec.next_event(), Packet):   # the server is up and answering
-            if event is NEED_DATA:
-                codec.receive_data(os.read(proc.stdout.fileno(), 4096))
-        proc.stdin.write(codec.send(b"vCont;c"))
-        proc.stdin.flush()
-        time.sleep(0.3)                              # running now
+        client = RspClient(trio.StapledStream(proc.stdin, proc.stdout))
+        await client.request(b"qC")                  # the server is up and answering
+        await client.send_packet(b"vCont;c")
+        await trio.sleep(0.3)                        # running now
         proc.send_signal(signal.SIGINT)
-        proc.wait(PROMPT_SECONDS)                   # (stdin stays open: the client has not left)
-        err = proc.stderr.read()
+        with trio.fail_after(PROMPT_SECONDS):       # (stdin stays open: the client has not left)
+            await proc.wait()
+        err = b"".join([chunk async for chunk in proc.stderr])
         assert proc.returncode == 0, err.decode(errors="replace")
         assert b"Traceback" not in err and b"Fatal Python error" not in err
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait(5)
+            await proc.wait()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
+from bench.bench_gdb import memory_pattern
 from tests.programs.build import build
 
-from .stub import GDB, StubProcess, run_gdb, run_gdb_interrupting
+from .stub import GDB, StubProcess, repo_root, run_gdb, run_gdb_interrupting
 
 
 def test_no_local_file_finds_symbols_through_exec_file_and_vfile(serve):
@@ -75,7 +75,7 @@ def test_a_large_dump_is_exact_and_a_write_between_two_reads_is_seen(need_gdb, t
     gdb asks for 0x8000 bytes at a time and gets 0x7ff0 (a packet's worth), so reading 0x8ff0
     bytes ends with `m +0x7ff0,1000`, after which the stub makes the reply to `m +0x8ff0,1000`:
     exactly the next dump's first request, which must still see the write made in between."""
-    memory = build("memory", directory=Path(__file__).parents[2] / "bench" / "programs")
+    memory = build("memory", directory=repo_root() / "bench" / "programs")
     whole, head, tail = tmp_path / "whole", tmp_path / "head", tmp_path / "tail"
     with StubProcess("--log-packets", str(memory), once=True) as stub:
         out = run_gdb(stub.port, ["break ready", "continue",
@@ -84,7 +84,7 @@ def test_a_large_dump_is_exact_and_a_write_between_two_reads_is_seen(need_gdb, t
                                   "set var buffer[0x8ff5] = 0x5a",
                                   f"dump binary memory {tail} &buffer[0x8ff0] &buffer[0x9ff0]", "kill"])
         stub.wait_exit()
-    pattern = bytes(((i * 131) ^ (i >> 8)) & 0xFF for i in range(1 << 20))
+    pattern = memory_pattern()
     assert whole.read_bytes() == pattern, out
     assert "(read ahead)" in stub.stderr_text()
     assert head.read_bytes() == pattern[:0x8ff0], out

@@ -18,7 +18,7 @@ import pytest
 
 from tests.programs.build import build
 
-from .oracle import GDBSERVER, GdbserverProcess
+from .oracle import GDBSERVER, run_both
 from .stub import gdb_args, run_gdb, run_gdb_interrupting, wait_for
 
 DR6_RESET = 0xFFFF0FF0                    # Intel SDM: DR6's reserved bits read as 1
@@ -266,13 +266,10 @@ def _normalized(out: str) -> list[str]:
     return [re.sub(r"\[Inferior 1 \(.*?\)", "[Inferior 1", line) for line in lines]
 
 
-def test_watch_on_a_local_matches_gdbserver(serve):
+def test_watch_on_a_local_matches_gdbserver(need_gdb):
     if GDBSERVER is None:
         pytest.skip("gdbserver is not installed")
-    with GdbserverProcess(build("watch_scope")) as server:
-        reference = run_gdb(server.port, SCOPE_COMMANDS)
-    stub = serve("watch_scope", once=True)
-    ours = run_gdb(stub.port, SCOPE_COMMANDS)
+    reference, ours = (side.raw_gdb for side in run_both(build("watch_scope"), [], SCOPE_COMMANDS))
     assert "Watchpoint 2 deleted" in reference
     assert _normalized(ours) == _normalized(reference)
 

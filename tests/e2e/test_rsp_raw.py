@@ -17,6 +17,7 @@ import re
 import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import capstone
@@ -29,6 +30,8 @@ from gdbstub.rsp.server import Server
 from gdbstub.target.machine import Machine
 from gdbstub.target.regs_x86_64 import REGISTERS, number_of
 from tests.programs.build import build, have_compiler
+
+from .oracle import code_bytes
 
 TEST_SECONDS = 10          # every test body runs under trio.fail_after(TEST_SECONDS)
 QUIET_SECONDS = 0.3        # "nothing more arrives" means nothing within this long
@@ -396,14 +399,8 @@ async def test_a_long_read_is_answered_ahead_for_exactly_its_next_request(serve,
     answer exactly that request, be the frame a '-' asks for again, and be thrown away by any other
     packet in between (here a write into that block)."""
     caplog.set_level(logging.INFO, logger="gdbstub.server")
-    with open(counter.path, "rb") as f:
-        text = ELFFile(f).get_section_by_name(".text")
-        in_file = f.seek(0) or f.read()
-    start = text["sh_addr"]
-
-    def file_bytes(addr: int, count: int) -> bytes:
-        offset = text["sh_offset"] + addr - start
-        return in_file[offset : offset + count]
+    start = counter.entry                           # in .text: file-backed far beyond 5 packets
+    file_bytes = partial(code_bytes, Path(counter.path))
 
     def answered_ahead() -> int:
         return sum("(read ahead)" in record.getMessage() for record in caplog.records)

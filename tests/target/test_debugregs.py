@@ -40,10 +40,11 @@ class Recorder:
 
 
 def build_cpu(source: str, slots: list[WatchSlot], mode: WatchMode, stop: bool = True,
-              start: str | None = None, code_perms: int | None = None):
+              start: str | None = None, protect: dict[int, int] | None = None):
+    """`protect`: page -> the guest's own permissions for it, set before the Cpu is built."""
     prog = RawProgram(f".set X, {X:#x}\n" + source, start=start)
-    if code_perms is not None:
-        prog.uc.mem_protect(CODE_BASE, 0x1000, code_perms)
+    for page, perms in (protect or {}).items():
+        prog.uc.mem_protect(page, 0x1000, perms)
     cpu = Cpu(prog.uc, watch_mode=mode)
     rec = Recorder(stop)
     cpu.on_debug_exception = rec
@@ -59,7 +60,7 @@ def mode(request) -> WatchMode:
 
 @pytest.fixture
 def make_cpu(mode: WatchMode):
-    """make_cpu(source, slots, stop=True, start=None, code_perms=None) -> (program, cpu, recorder)."""
+    """make_cpu(source, slots, stop=True, start=None, protect=None) -> (program, cpu, recorder)."""
     return functools.partial(build_cpu, mode=mode)
 
 
@@ -427,18 +428,13 @@ def test_helper_stores_in_a_loop_each_trap_once():
 ])
 def test_a_helper_store_the_program_may_not_make_faults_before_it(target, slot):
     # Unicorn would drop the store and go on; Linux stops at the instruction, nothing done.
-    prog = RawProgram(f"""
+    prog, cpu, rec = build_cpu(f"""
         fld1
     insn:
         fxsave [{target:#x}]
         fstp tbyte ptr [{target:#x}]
         int3
-    """)
-    prog.uc.mem_protect(DATA_BASE + 0x3000, 0x1000, UC_PROT_READ)
-    cpu = Cpu(prog.uc, watch_mode=WatchMode.PROTECT)
-    rec = Recorder()
-    cpu.on_debug_exception = rec
-    cpu.set_debug_slots([w(slot, 8)])
+    """, [w(slot, 8)], WatchMode.PROTECT, protect={DATA_BASE + 0x3000: UC_PROT_READ})
     before = cpu.read_memory(DATA_BASE, 0x4000)
     stop = cpu.run()
     assert (stop.kind, stop.signal, stop.pc, stop.fault_addr) == (StopKind.SIGNAL, SIGSEGV, prog["insn"], target)
@@ -608,7 +604,7 @@ var:
 def test_code_on_a_write_watched_page_still_runs(make_cpu, mode):
     # The watched variable lives in the code page itself, made writable.
     prog, cpu, rec = make_cpu(CODE_PAGE_LOOP.format(insn="add qword ptr [rip + var], 1"), [],
-                              code_perms=UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC)
+                              protect={CODE_BASE: UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC})
     cpu.set_debug_slots([w(prog["var"], 8)])
     # protection takes WRITE away; a hooked page keeps the guest's permissions
     expected = {WatchMode.PROTECT: UC_PROT_READ | UC_PROT_EXEC, WatchMode.HOOK: UC_PROT_ALL}[mode]
@@ -644,18 +640,13 @@ def test_debugger_memory_access_never_triggers_and_works_on_watched_pages(make_c
     assert cpu.run().signal == SIGTRAP and rec.hits == []
 
 
-def test_guest_write_to_its_own_read_only_page_is_sigsegv_even_when_watched(mode):
-    prog = RawProgram(f"""
+def test_guest_write_to_its_own_read_only_page_is_sigsegv_even_when_watched(make_cpu):
+    prog, cpu, rec = make_cpu(f"""
         mov rax, 1
     insn:
         mov qword ptr [{DATA_BASE + 0x3000:#x}], rax
         int3
-    """)
-    prog.uc.mem_protect(DATA_BASE + 0x3000, 0x1000, UC_PROT_READ)
-    cpu = Cpu(prog.uc, watch_mode=mode)
-    rec = Recorder()
-    cpu.on_debug_exception = rec
-    cpu.set_debug_slots([w(DATA_BASE + 0x3000, 8, access=HW_BREAKPOINT_RW)])
+    """, [w(DATA_BASE + 0x3000, 8, access=HW_BREAKPOINT_RW)], protect={DATA_BASE + 0x3000: UC_PROT_READ})
     stop = cpu.run()
     assert (stop.kind, stop.signal, stop.pc) == (StopKind.SIGNAL, SIGSEGV, prog["insn"])
     assert rec.hits == [] and q(cpu, DATA_BASE + 0x3000) == 0

@@ -67,6 +67,18 @@ def test_an_instruction_split_across_chunks_is_not_found_in_either():
     assert program["i1"] not in found
 
 
+def range_and_writes(prog: RawProgram) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """Run `prog` up to `insn`: store_range there; then run that one instruction: (addr, size) it wrote."""
+    uc = prog.uc
+    stores = find_helper_stores([(CODE_BASE, prog.asm.code)])
+    uc.emu_start(CODE_BASE, prog["insn"])
+    found = store_range(uc, stores[prog["insn"]])
+    written: list[tuple[int, int]] = []
+    uc.hook_add(UC_HOOK_MEM_WRITE, lambda uc, access, addr, size, value, _: written.append((addr, size)))
+    uc.emu_start(prog["insn"], CODE_BASE + len(prog.asm.code), count=1)
+    return found, written
+
+
 @pytest.mark.parametrize("insn,_", HELPER_STORES)
 def test_store_range_holds_every_byte_the_instruction_writes(insn, _):
     prog = RawProgram(f"""
@@ -87,15 +99,9 @@ def test_store_range_holds_every_byte_the_instruction_writes(insn, _):
     uc = prog.uc
     uc.reg_write(UC_X86_REG_FS_BASE, 0x1000)
     uc.mem_write(X, bytes(8))                           # cmpxchg: edx:eax = 0:3 differs, it stores it back
-    code_end = CODE_BASE + len(prog.asm.code)
-    stores = find_helper_stores([(CODE_BASE, prog.asm.code)])
-    uc.emu_start(CODE_BASE, prog["insn"])
-    start, end = store_range(uc, stores[prog["insn"]])
-    written: list[tuple[int, int]] = []
-    uc.hook_add(UC_HOOK_MEM_WRITE, lambda uc, access, addr, size, value, _: written.append((addr, size)))
     if "rip" in insn:                                   # RawProgram's code pages are not writable
         uc.mem_protect(CODE_BASE, 0x1000, UC_PROT_ALL)
-    uc.emu_start(prog["insn"], code_end, count=1)
+    (start, end), written = range_and_writes(prog)
     assert written, "the instruction stored nothing"
     assert all(start <= addr and addr + size <= end for addr, size in written), (hex(start), written)
     assert min(addr for addr, _ in written) == start
@@ -119,11 +125,7 @@ def test_32_bit_addressing_wraps_at_4_gib():
         fxsave [edi + {X + 0x10:#x}]
         int3
     """)
-    uc = prog.uc
-    stores = find_helper_stores([(CODE_BASE, prog.asm.code)])
-    uc.emu_start(CODE_BASE, prog["insn"])
-    assert store_range(uc, stores[prog["insn"]]) == (X, X + 512)
-    written: list[int] = []
-    uc.hook_add(UC_HOOK_MEM_WRITE, lambda uc, access, addr, size, value, _: written.append(addr))
-    uc.emu_start(prog["insn"], CODE_BASE + len(prog.asm.code), count=1)
+    found, writes = range_and_writes(prog)
+    assert found == (X, X + 512)
+    written = [addr for addr, _ in writes]
     assert min(written) == X
