@@ -599,6 +599,38 @@ async def test_status_thread_and_misc_queries(serve, counter):
         assert await client.request(b"qTStatus") == b""
 
 
+async def test_the_remaining_packets_answer_as_gdbserver_does(serve, counter):
+    """p/P, Hg/Hc, T, s, S, vCont;S and vCont;t, vFile:readlink, and a fatal C: each once, as gdbserver
+    answers them (gdb sends P for `set $rax`, T for `thread 1`, Hg/Hc around resumes)."""
+    with trio.fail_after(TEST_SECONDS):
+        served = await serve(counter)
+        client = await served.connect()
+        tid = served.machine.tid
+        value = (0x1122334455667788).to_bytes(8, "little").hex().encode()
+        assert await client.request(b"P%x=%b" % (number_of("rax"), value)) == b"OK"
+        assert await client.request(b"p%x" % number_of("rax")) == value
+        assert ERROR_REPLY.fullmatch(await client.request(b"p999"))
+        for packet in (b"Hg%x" % tid, b"Hc-1", b"Hg0", b"T%x" % tid):
+            assert await client.request(packet) == b"OK", packet
+        for packet in (b"Hg%x" % (tid + 1), b"T%x" % (tid + 1)):
+            assert ERROR_REPLY.fullmatch(await client.request(packet)), packet
+        disassembler = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        disassembler.detail = True
+        pc = counter.entry
+        for step in (b"s", b"S11", b"vCont;S11:%x" % tid):   # SIGCHLD is ignored: a plain step
+            code = bytes.fromhex((await client.request(b"m%x,10" % pc)).decode())
+            insn = next(disassembler.disasm(code, pc))
+            assert not insn.group(capstone.CS_GRP_JUMP) and not insn.group(capstone.CS_GRP_CALL)
+            signal, fields = stop_fields(await client.request(step))
+            assert (signal, register(fields, RIP)) == (5, pc + insn.size), step
+            pc += insn.size
+        assert await client.request(b"vCont;t") == b"OK"       # nothing runs: stopping is a no-op
+        link = b"/proc/%d/exe" % served.machine.pid
+        assert await client.request(b"vFile:readlink:%b" % link.hex().encode()) == \
+            b"F%x;%b" % (len(counter.path), counter.path.encode())
+        assert await client.request(b"C05") == b"X05"          # SIGTRAP's default action kills it
+
+
 # ============================================================================= qXfer
 
 async def test_target_xml_read_in_small_chunks_reassembles(serve, counter):
