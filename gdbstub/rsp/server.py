@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import trio
 
+from ..target.interface import Target
 from .codec import FRAME_OVERHEAD, NEED_DATA, BadChecksum, Codec, Interrupt, Oversized, Packet
 from .errors import RemoteProtocolError
 from .limits import PACKET_SIZE
@@ -71,7 +72,7 @@ def _server_codec() -> Codec:
 class Connection:
     """One client: the session plus the I/O state around it."""
 
-    def __init__(self, stream: trio.abc.Stream, machine, *, log_packets: bool = False):
+    def __init__(self, stream: trio.abc.Stream, machine: Target, *, log_packets: bool = False):
         self.stream = stream
         self.machine = machine
         self.log_packets = log_packets
@@ -295,7 +296,7 @@ async def refuse_busy(stream: trio.abc.Stream) -> None:
 class Server:
     """Serves one machine to one client at a time, over and over (unless `once`)."""
 
-    def __init__(self, machine, *, once: bool = False, log_packets: bool = False):
+    def __init__(self, machine: Target, *, once: bool = False, log_packets: bool = False):
         self.machine = machine
         self.once = once
         self.log_packets = log_packets

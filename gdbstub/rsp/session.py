@@ -11,6 +11,7 @@ import enum
 import logging
 
 from ..target.events import StopEvent, StopKind
+from ..target.interface import Target
 from .commands import COMMANDS, packet_name
 from .commands.memory import handle_m, next_read
 from .errors import LocalProtocolError, RspError, Unsupported
@@ -27,7 +28,7 @@ class State(enum.Enum):
 
 
 class Session:
-    def __init__(self, target):
+    def __init__(self, target: Target):
         self.target = target
         self.state = State.IDLE
         self.gdb_features: set[bytes] = set()   # what gdb offered in qSupported ("swbreak", ...)
