@@ -11,7 +11,7 @@ import pytest
 
 from tests.programs.build import build, have_compiler
 
-from .stub import SERVER_START_TIMEOUT, StubProcess
+from .stub import SERVER_EXIT_GRACE, SERVER_START_TIMEOUT, StubProcess, run_gdb
 
 
 def serve(*args: str) -> subprocess.CompletedProcess:
@@ -36,6 +36,18 @@ def test_the_test_helper_reports_a_server_that_exited_without_waiting(tmp_path):
     with pytest.raises(RuntimeError, match="did not start: gdbstub: .*no such file"):
         StubProcess(str(tmp_path / "nothing-here"))
     assert time.monotonic() - started < SERVER_START_TIMEOUT / 2     # not the start timeout
+
+
+def test_serve_says_where_it_listens_and_once_ends_with_its_client(need_gdb):
+    stub = StubProcess(str(build("counter")), once=True)
+    try:
+        lines = "".join(stub.stdout_lines)
+        assert f"on 127.0.0.1:{stub.port}" in lines                         # the default host
+        assert f'gdbstub: connect with: gdb -ex "target remote 127.0.0.1:{stub.port}"' in lines
+        run_gdb(stub.port, ["detach"])
+        assert stub.proc.wait(SERVER_EXIT_GRACE) == 0                       # --once: gone, cleanly
+    finally:
+        stub.stop()
 
 
 def test_not_an_elf(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 
@@ -129,6 +130,29 @@ def test_detach_and_reconnect_keep_the_program_state(serve):
     assert "No breakpoints or watchpoints." in second                   # the first gdb's are gone
     assert "exited normally" in second
     assert "counter=10" in stub.program_output()
+
+
+def test_the_bundled_demo_gives_the_readme_session(serve):
+    stub = serve(None, once=True)                         # `gdbstub serve` with no program
+    out = run_gdb(stub.port, ["watch counter", "continue", "continue", "kill"])
+    assert "Hardware watchpoint 1: counter" in out
+    assert re.search(r"Old value = 0\nNew value = 1\nmain \(\) at .*demo.c:\d+", out), out
+    assert re.search(r"Old value = 1\nNew value = 2\n", out), out
+
+
+def test_gdb_as_a_second_client_is_told_why(serve):
+    stub = serve("counter", once=True)
+    with socket.create_connection(("127.0.0.1", stub.port)) as first:
+        first.settimeout(10)
+        first.sendall(b"$qC#b4")                          # the first client, answered and connected
+        answer = b""
+        while b"#" not in answer:
+            chunk = first.recv(64)
+            assert chunk, f"the server closed the first connection: {answer!r}"
+            answer += chunk
+        assert answer.startswith(b"+$QC")
+        out = run_gdb(stub.port, [])
+    assert "Remote failure reply: E.another debugger is already connected" in out, out
 
 
 def test_stdio_transport(need_gdb):
