@@ -168,7 +168,7 @@ def _positive_seconds(text: str) -> float:
         seconds = float(text)
     except ValueError:
         seconds = 0.0
-    if not seconds > 0:
+    if not 0 < seconds <= threading.TIMEOUT_MAX:      # (inf, nan and 1e300 cannot be waited for)
         raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
     return seconds
 

@@ -67,8 +67,9 @@ def test_a_long_run_reports_progress_on_stderr(counter_program, tool):
     assert "counter=20000" in result.stdout
 
 
-def test_progress_needs_a_positive_interval(counter_program):
-    result = gdbstub("perf", "stat", "-e", "mem:counter:w", "--progress", "0", counter_program)
+@pytest.mark.parametrize("interval", ["0", "inf", "nan", "1e300"])
+def test_progress_needs_a_positive_interval(counter_program, interval):
+    result = gdbstub("perf", "stat", "-e", "mem:counter:w", "--progress", interval, counter_program)
     assert result.returncode == 2 and "not a positive number of seconds" in result.stderr
 
 
